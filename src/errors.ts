@@ -1,0 +1,62 @@
+/**
+ * The errors that the loop throws into coroutines.
+ *
+ * @module
+ */
+
+/**
+ * Thrown into every unfinished coroutine of a run when another coroutine fails
+ * (or the run's `signal` aborts), so that its `finally` blocks and `using`
+ * declarations run. `cause` is the error that started the cancellation.
+ *
+ * A coroutine that catches errors must re-throw this one.
+ *
+ * @example Cleaning up on cancellation
+ * ```ts
+ * import { CancelledError, Loop, sleep } from "@tinyio/core";
+ *
+ * function* worker(log: string[]) {
+ *   try {
+ *     yield sleep(1_000);
+ *   } catch (e) {
+ *     if (e instanceof CancelledError) log.push("cancelled");
+ *     throw e;
+ *   }
+ * }
+ * function* boom() {
+ *   yield;
+ *   throw new Error("boom");
+ * }
+ * const log: string[] = [];
+ * await new Loop().run(function* () {
+ *   yield [worker(log), boom()];
+ * }()).catch(() => {});
+ * console.assert(log[0] === "cancelled");
+ * ```
+ */
+export class CancelledError extends Error {
+  /** Makes a cancellation; `options.cause` is the error that caused it. */
+  constructor(message = "cancelled", options?: ErrorOptions) {
+    super(message, options);
+    this.name = "CancelledError";
+  }
+}
+
+/**
+ * Thrown into a coroutine run by `timeout` when its time is up.
+ *
+ * @example
+ * ```ts
+ * import { TimeoutError } from "@tinyio/core";
+ *
+ * const e = new TimeoutError("too slow");
+ * console.assert(e.name === "TimeoutError");
+ * ```
+ */
+export class TimeoutError extends Error {
+  /** Makes a timeout error. */
+  constructor(message = "timed out", options?: ErrorOptions) {
+    super(message, options);
+    this.name = "TimeoutError";
+  }
+}

@@ -1,0 +1,954 @@
+/**
+ * The loop: the one place that steps coroutines.
+ *
+ * A coroutine gets a {@linkcode Task} the first time a loop sees it, stored on
+ * the generator object itself: that is how a diamond runs once, how a finished
+ * coroutine's result is read again, and why results are weak (the task dies
+ * with its generator). Runnable tasks wait in one FIFO ring, the run queue. A
+ * task that yields coroutines waits for them with a counter, `waitingFor`;
+ * each child keeps the list of its waiters and counts them down when it ends.
+ *
+ * Everything else — sleeps, events, semaphores, threads, promises — is a
+ * {@linkcode Wait}: the loop parks the task on it and forgets it until the
+ * wait calls {@linkcode resume} or {@linkcode fail}. Work outside the loop
+ * that a run must not outlive (a worker, a promise) is announced with
+ * {@linkcode hold} and {@linkcode release}.
+ *
+ * @module
+ */
+
+import { CancelledError } from "./errors.ts";
+import { type Clock, RealClock, VirtualClock } from "./clock.ts";
+import { type Coro, isGenerator } from "./coro.ts";
+
+/** Options of {@linkcode Loop.prototype.run}. */
+export interface RunOptions {
+  /**
+   * What `run` rejects with when a coroutine fails: `false`, that error;
+   * `true`, an `AggregateError` of it, the errors raised while cancelling,
+   * then the `CancelledError`s; unset, that error alone unless cancelling
+   * raised other errors, else an `AggregateError` of it and them.
+   */
+  exceptionGroup?: boolean;
+  /** Aborting it cancels every coroutine of the run; `run` rejects with its reason. */
+  signal?: AbortSignal;
+}
+
+/** Options of the {@linkcode Loop} constructor. */
+export interface LoopOptions {
+  /**
+   * `"real"` (default): host time. `"virtual"`: the loop's own time, which
+   * jumps to the next deadline whenever nothing can run, for instant and
+   * exact tests of code that sleeps.
+   */
+  clock?: "real" | "virtual";
+}
+
+const TASK: unique symbol = Symbol("tinyio.task");
+
+// Task states.
+const QUEUED = 0; // in the run queue (or about to be)
+const RUNNING = 1; // being stepped
+const WAITING = 2; // waiting for coroutines: `waitingOn` is the child task or the gather's slots
+const PARKED = 3; // parked on a Wait: `waitingOn` is the Wait
+const DONE = 4; // returned: `value` is the result
+const FAILED = 5; // threw or was cancelled: `value` is the error
+
+/** Called when a watched task ends; return true to take over its failure. */
+export type Observer = (task: Task) => boolean | void;
+
+/**
+ * Something a coroutine can wait on, other than coroutines. The loop calls
+ * `park` when a coroutine yields it; from then on the wait owns that task
+ * until it calls `resume` or `fail` (once, from anywhere) — or until the loop
+ * calls `unpark` because the task stopped waiting (cancelled, timed out),
+ * after which the wait must let go of it: drop its deadline, give up its
+ * place, stop its work.
+ */
+export abstract class Wait {
+  /** `task` yielded this and now waits on it. */
+  abstract park(task: Task): void;
+  /** `task` no longer waits on this. */
+  abstract unpark(task: Task): void;
+}
+
+/** The loop's record of one coroutine. */
+export class Task {
+  /** Next step throws `value` into the coroutine instead of sending it. */
+  throwing = false;
+  /** What the next step sends in (or throws); the result or error once ended. */
+  value: unknown = undefined;
+  state = QUEUED;
+  /** How many children a gather still waits for. */
+  waitingFor = 0;
+  /** The child task, the gather's slots, or the Wait this task is waiting on. */
+  waitingOn: Task | unknown[] | Wait | null = null;
+  // Who waits for this task: the first inline (most tasks have one), the rest
+  // as (waiter, slot) pairs. A slot of -1 means a single `yield coro`.
+  waiter: Task | Observer | null = null;
+  waiterSlot = -1;
+  moreWaiters: (Task | Observer | number)[] | null = null;
+  // The run's list of unfinished tasks, for cancellation and cycle checks.
+  prev: Task | null = null;
+  next: Task | null = null;
+
+  constructor(
+    readonly gen: Coro,
+    readonly run: Run,
+    /** The task that started this one by waiting on it; null if started in the background. */
+    readonly starter: Task | null,
+  ) {}
+
+  /** True once the coroutine returned or failed. */
+  get ended(): boolean {
+    return this.state >= DONE;
+  }
+  /** True if the coroutine returned (its result is `value`). */
+  get succeeded(): boolean {
+    return this.state === DONE;
+  }
+  /** The clock of the task's loop. */
+  get clock(): Clock {
+    return this.run.core.clock;
+  }
+}
+
+/**
+ * One call of `run` (or one `isolate`): a crash domain. A failure cancels
+ * every task of its run and no other.
+ */
+export class Run {
+  first: Task | null = null;
+  last: Task | null = null;
+  live = 0;
+  holds = 0;
+  crashed = false;
+  ended = false;
+  error: unknown = undefined;
+  readonly otherErrors: unknown[] = [];
+  readonly cancelErrors: unknown[] = [];
+  abortReason: unknown = undefined;
+  aborted = false;
+  root: Task | null = null;
+
+  constructor(
+    readonly core: Core,
+    readonly exceptionGroup: boolean | undefined,
+    readonly onEnd: (run: Run) => void,
+  ) {}
+
+  /** The error `run` rejects with, following `exceptionGroup`. */
+  rejection(): unknown {
+    const { error, otherErrors, cancelErrors } = this;
+    if (this.exceptionGroup === false) return error;
+    if (this.exceptionGroup === true) {
+      return new AggregateError([error, ...otherErrors, ...cancelErrors], groupMessage(error));
+    }
+    return otherErrors.length === 0
+      ? error
+      : new AggregateError([error, ...otherErrors], groupMessage(error));
+  }
+}
+
+function groupMessage(error: unknown): string {
+  const what = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return `a coroutine failed (${what}); errors[0] is that error, the rest came while cancelling`;
+}
+
+const SLICE_MS = 4; // return to the host at least this often while tasks stay runnable
+const MAX_STRIDE = 1024; // steps between clock reads, at most
+
+/**
+ * A loop's internals. A nested loop (`isolate`) has its own core — its own
+ * coroutines — but is stepped by its outer loop's `driver` and shares its clock.
+ */
+export class Core {
+  running = false;
+  readonly driver: Core;
+  // The driver's state: the run queue (a ring), the runs it steps, how it sleeps.
+  #queue: (Task | undefined)[] = new Array(256);
+  #head = 0;
+  #tail = 0;
+  #mask = 255;
+  #stride = 64;
+  readonly runs: Set<Run> = new Set();
+  holds = 0;
+  #wakeUp: (() => void) | null = null;
+  #timer = 0;
+
+  constructor(readonly clock: Clock, driver?: Core) {
+    this.driver = driver ?? this;
+  }
+
+  /** Starts `coro` as the root of a new run of this core. */
+  startRun(coro: Coro, exceptionGroup: boolean | undefined, onEnd: (run: Run) => void): Run {
+    const run = new Run(this, exceptionGroup, onEnd);
+    this.driver.runs.add(run);
+    run.root = spawn(run, coro, null);
+    return run;
+  }
+
+  /** Puts `task` at the back of the run queue and wakes the loop if it sleeps. */
+  schedule(task: Task): void {
+    task.state = QUEUED;
+    const queue = this.#queue;
+    queue[this.#tail] = task;
+    this.#tail = (this.#tail + 1) & this.#mask;
+    if (this.#tail === this.#head) this.#grow();
+    if (this.#wakeUp !== null) this.#wakeUp();
+  }
+
+  #grow(): void {
+    const old = this.#queue;
+    const n = old.length;
+    // The ring is full: head === tail. Unroll it into a twice larger array.
+    this.#queue = old.slice(this.#head).concat(old.slice(0, this.#head), new Array(n));
+    this.#head = 0;
+    this.#tail = n;
+    this.#mask = 2 * n - 1;
+  }
+
+  /** Wakes the loop if it sleeps (an event from outside, a released hold). */
+  wake(): void {
+    if (this.#wakeUp !== null) this.#wakeUp();
+  }
+
+  /** Steps the runs of this driver until `top` has ended. */
+  async drive(top: Run): Promise<void> {
+    const clock = this.clock;
+    for (;;) {
+      if (top.aborted && !top.crashed) crash(top, top.abortReason);
+      this.#steps(clock);
+      if (top.ended) break;
+      if (this.#head !== this.#tail) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        continue;
+      }
+      // Nothing runnable. Due deadlines first; then, on the virtual clock with
+      // no outside work pending, jump; then, if nothing at all can wake us,
+      // look for a cycle; else sleep until a deadline or a wake-up.
+      if (clock.virtual) {
+        if (this.holds === 0 && clock.jump()) continue;
+      } else {
+        clock.fireDue(clock.now());
+        if (this.#head !== this.#tail) continue;
+      }
+      if (this.holds === 0 && clock.next() === Infinity && this.#failCycles()) continue;
+      await this.#sleep(clock);
+    }
+    clearTimeout(this.#timer);
+  }
+
+  #sleep(clock: Clock): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.#wakeUp = () => {
+        this.#wakeUp = null;
+        clearTimeout(this.#timer);
+        resolve();
+      };
+      const next = clock.next();
+      if (!clock.virtual && next !== Infinity) {
+        this.#timer = setTimeout(this.#wakeUp, Math.max(0, next - clock.now()));
+      }
+    });
+  }
+
+  /** Steps queued tasks until none is left or the time slice is used up. */
+  #steps(clock: Clock): void {
+    const start = performance.now();
+    let last = start;
+    let countdown = this.#stride;
+    while (this.#head !== this.#tail) {
+      const task = this.#queue[this.#head]!;
+      this.#queue[this.#head] = undefined;
+      this.#head = (this.#head + 1) & this.#mask;
+      // A task cancelled while queued is skipped here.
+      if (task.state === QUEUED) step(task);
+      if (--countdown === 0) {
+        // Reading the clock costs ten steps, so read it every `stride` steps,
+        // with `stride` adapted so that a read comes about every 0.25–1 ms.
+        const now = performance.now();
+        if (!clock.virtual) clock.fireDue(now);
+        if (now - start >= SLICE_MS) break;
+        const took = now - last;
+        if (took > 1) this.#stride = Math.max(1, this.#stride >> 1);
+        else if (took < 0.25 && this.#stride < MAX_STRIDE) this.#stride <<= 1;
+        last = now;
+        countdown = this.#stride;
+        for (const run of this.runs) if (run.aborted && !run.crashed) return;
+      }
+    }
+  }
+
+  /** Fails every run that has a cycle of tasks waiting on each other. */
+  #failCycles(): boolean {
+    let found = false;
+    for (const run of this.runs) {
+      const cycle = findCycle(run);
+      if (cycle !== 0) {
+        found = true;
+        crash(
+          run,
+          new Error(
+            `Cycle detected: ${cycle} coroutine(s) wait on each other (a coroutine waits, ` +
+              `directly or through others, on itself), so none can finish. Cancelling the run.`,
+          ),
+        );
+      }
+    }
+    return found;
+  }
+}
+
+/** Returns the length of a waiting cycle among `run`'s tasks, or 0. */
+function findCycle(run: Run): number {
+  const depth = new Map<Task, number>(); // on the current path: its depth; done: -1
+  for (let t = run.first; t !== null; t = t.next) {
+    if (t.state !== WAITING || depth.has(t)) continue;
+    // Iterative depth-first search, so that a deep chain cannot overflow the stack.
+    const path: Task[] = [t];
+    const todo: Task[][] = [childrenOf(t)];
+    depth.set(t, 0);
+    while (path.length > 0) {
+      const children = todo[todo.length - 1];
+      const child = children.pop();
+      if (child === undefined) {
+        depth.set(path.pop()!, -1);
+        todo.pop();
+        continue;
+      }
+      const d = depth.get(child);
+      if (d === undefined) {
+        depth.set(child, path.length);
+        path.push(child);
+        todo.push(child.state === WAITING ? childrenOf(child) : []);
+      } else if (d >= 0) return path.length - d;
+    }
+  }
+  return 0;
+}
+
+function childrenOf(t: Task): Task[] {
+  const on = t.waitingOn;
+  if (on instanceof Task) return [on];
+  if (Array.isArray(on)) return on.filter((x): x is Task => x instanceof Task);
+  return [];
+}
+
+// ---------------------------------------------------------------------------
+// Stepping: the hot path.
+
+function step(task: Task): void {
+  const value = task.value;
+  task.value = undefined;
+  task.state = RUNNING;
+  let r: IteratorResult<unknown, unknown>;
+  try {
+    if (task.throwing) {
+      task.throwing = false;
+      r = task.gen.throw(value);
+    } else {
+      r = task.gen.next(value);
+    }
+  } catch (error) {
+    failed(task, error);
+    return;
+  }
+  if (r.done === true) finished(task, r.value);
+  else yielded(task, r.value);
+}
+
+function yielded(task: Task, y: unknown): void {
+  if (y === undefined) {
+    task.run.core.driver.schedule(task);
+    return;
+  }
+  if (typeof y === "object" && y !== null) {
+    const child = (y as { [TASK]?: Task })[TASK];
+    if (child !== undefined) return waitOne(task, child, y);
+    if (isGenerator(y)) return waitOne(task, spawn(task.run, y, task), y);
+    if (y instanceof Wait) return park(task, y);
+    if (Array.isArray(y)) return gather(task, y);
+    if (y instanceof Set) return background(task, y);
+  }
+  throwInto(task, new TypeError(invalidYield(y)));
+}
+
+/** Makes a task for a coroutine the loop has not seen, and queues it. */
+function spawn(run: Run, gen: Coro, starter: Task | null): Task {
+  const task = new Task(gen, run, starter);
+  (gen as { [TASK]?: Task })[TASK] = task;
+  task.prev = run.last;
+  if (run.last === null) run.first = task;
+  else run.last.next = task;
+  run.last = task;
+  run.live++;
+  run.core.driver.schedule(task);
+  return task;
+}
+
+function waitOne(task: Task, child: Task, gen: object): void {
+  if (child.run.core !== task.run.core) return throwInto(task, foreign(gen));
+  if (child.state === DONE) {
+    task.value = child.value;
+    task.run.core.driver.schedule(task);
+  } else if (child.state === FAILED) {
+    throwInto(task, child.value);
+  } else {
+    task.state = WAITING;
+    task.waitingOn = child;
+    task.waitingFor = 1;
+    addWaiter(child, task, -1);
+  }
+}
+
+function park(task: Task, wait: Wait): void {
+  task.state = PARKED;
+  task.waitingOn = wait;
+  try {
+    wait.park(task);
+  } catch (error) {
+    task.waitingOn = null;
+    throwInto(task, error);
+  }
+}
+
+function gather(task: Task, coros: unknown[]): void {
+  const n = coros.length;
+  // Check everything before starting anything, so a bad element starts nothing.
+  for (let i = 0; i < n; i++) {
+    const c = coros[i];
+    if (!isGenerator(c)) return throwInto(task, new TypeError(invalidElement(coros, i, "an array")));
+    const seen = (c as { [TASK]?: Task })[TASK];
+    if (seen !== undefined) {
+      if (seen.run.core !== task.run.core) return throwInto(task, foreign(c));
+      if (seen.state === FAILED) return throwInto(task, seen.value);
+    }
+  }
+  const slots: unknown[] = new Array(n);
+  let pending = 0;
+  for (let i = 0; i < n; i++) {
+    const c = coros[i] as Coro;
+    const child = (c as { [TASK]?: Task })[TASK] ?? spawn(task.run, c, task);
+    if (child.state === DONE) {
+      slots[i] = child.value;
+    } else {
+      slots[i] = child;
+      addWaiter(child, task, i);
+      pending++;
+    }
+  }
+  if (pending === 0) {
+    task.value = slots;
+    task.run.core.driver.schedule(task);
+  } else {
+    task.state = WAITING;
+    task.waitingOn = slots;
+    task.waitingFor = pending;
+  }
+}
+
+function background(task: Task, coros: Set<unknown>): void {
+  const items = [...coros];
+  for (let i = 0; i < items.length; i++) {
+    const c = items[i];
+    if (!isGenerator(c)) return throwInto(task, new TypeError(invalidElement(items, i, "a Set")));
+    const seen = (c as { [TASK]?: Task })[TASK];
+    if (seen !== undefined && seen.run.core !== task.run.core) return throwInto(task, foreign(c));
+  }
+  for (const c of items) {
+    if ((c as { [TASK]?: Task })[TASK] === undefined) spawn(task.run, c as Coro, null);
+  }
+  task.run.core.driver.schedule(task);
+}
+
+function addWaiter(child: Task, waiter: Task | Observer, slot: number): void {
+  if (child.waiter === null) {
+    child.waiter = waiter;
+    child.waiterSlot = slot;
+  } else {
+    (child.moreWaiters ??= []).push(waiter, slot);
+  }
+}
+
+function removeWaiter(child: Task, waiter: Task | Observer): void {
+  const more = child.moreWaiters;
+  if (more !== null) {
+    for (let i = more.length - 2; i >= 0; i -= 2) if (more[i] === waiter) more.splice(i, 2);
+    if (more.length === 0) child.moreWaiters = null;
+  }
+  if (child.waiter === waiter) {
+    const rest = child.moreWaiters;
+    if (rest === null) {
+      child.waiter = null;
+    } else {
+      child.waiter = rest.shift() as Task | Observer;
+      child.waiterSlot = rest.shift() as number;
+      if (rest.length === 0) child.moreWaiters = null;
+    }
+  }
+}
+
+/** Schedules `task` to have `error` thrown in at its current yield. */
+function throwInto(task: Task, error: unknown): void {
+  task.throwing = true;
+  task.value = error;
+  task.run.core.driver.schedule(task);
+}
+
+function unlink(task: Task): void {
+  const run = task.run;
+  if (task.prev === null) run.first = task.next;
+  else task.prev.next = task.next;
+  if (task.next === null) run.last = task.prev;
+  else task.next.prev = task.prev;
+  task.prev = task.next = null;
+  run.live--;
+}
+
+function finished(task: Task, value: unknown): void {
+  task.state = DONE;
+  task.value = value;
+  task.waitingOn = null;
+  unlink(task);
+  const waiter = task.waiter;
+  if (waiter !== null) {
+    notify(task, waiter, task.waiterSlot);
+    const more = task.moreWaiters;
+    if (more !== null) {
+      for (let i = 0; i < more.length; i += 2) {
+        notify(task, more[i] as Task | Observer, more[i + 1] as number);
+      }
+    }
+    task.waiter = task.moreWaiters = null;
+  }
+  maybeEnd(task.run);
+}
+
+function notify(child: Task, waiter: Task | Observer, slot: number): void {
+  if (typeof waiter === "function") {
+    waiter(child);
+    return;
+  }
+  if (waiter.state !== WAITING) return;
+  if (slot < 0) {
+    waiter.value = child.value;
+  } else {
+    const slots = waiter.waitingOn as unknown[];
+    slots[slot] = child.value;
+    if (--waiter.waitingFor !== 0) return;
+    waiter.value = slots;
+  }
+  waiter.waitingOn = null;
+  waiter.run.core.driver.schedule(waiter);
+}
+
+/** A step threw: the task failed. Unless an observer takes the failure over, the run crashes. */
+function failed(task: Task, error: unknown): void {
+  const run = task.run;
+  if (run.crashed) {
+    run.otherErrors.push(error);
+    endFailed(task, error);
+    maybeEnd(run);
+  } else if (endFailed(task, error)) {
+    maybeEnd(run);
+  } else {
+    crash(run, error);
+  }
+}
+
+/**
+ * Ends `task` with `error`. Observers are told; if one takes the failure over
+ * (returns true), the task's other waiters get the error thrown in and this
+ * returns true. Otherwise the caller crashes the run, which cancels them.
+ */
+function endFailed(task: Task, error: unknown): boolean {
+  task.state = FAILED;
+  task.value = error;
+  task.waitingOn = null;
+  unlink(task);
+  const entries: (Task | Observer | number)[] = task.waiter === null
+    ? []
+    : [task.waiter, task.waiterSlot, ...(task.moreWaiters ?? [])];
+  task.waiter = task.moreWaiters = null;
+  let handled = false;
+  if (!task.run.crashed) {
+    for (let i = 0; i < entries.length; i += 2) {
+      const w = entries[i];
+      if (typeof w === "function" && w(task) === true) handled = true;
+    }
+    if (handled) {
+      for (let i = 0; i < entries.length; i += 2) {
+        const w = entries[i];
+        if (w instanceof Task && w.state === WAITING) {
+          detach(w);
+          throwInto(w, error);
+        }
+      }
+    }
+  }
+  return handled;
+}
+
+// ---------------------------------------------------------------------------
+// Errors and cancellation.
+
+/**
+ * Fails `run` with `error`: every unfinished task of it gets a
+ * `CancelledError` (cause: `error`) thrown in at its current yield, at once.
+ */
+export function crash(run: Run, error: unknown): void {
+  if (run.crashed) {
+    run.otherErrors.push(error);
+    return;
+  }
+  run.crashed = true;
+  run.error = error;
+  for (let t = run.first; t !== null;) {
+    const next = t.next;
+    if (t.state !== RUNNING) cancelTask(t, new CancelledError(cancelMessage(error), { cause: error }));
+    t = next;
+  }
+  maybeEnd(run);
+}
+
+function cancelMessage(error: unknown): string {
+  const what = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return `cancelled because another coroutine failed (${what})`;
+}
+
+/** Stops `task` waiting on whatever it waits on. */
+function detach(task: Task): void {
+  const on = task.waitingOn;
+  task.waitingOn = null;
+  if (task.state === PARKED) (on as Wait).unpark(task);
+  else if (on instanceof Task) removeWaiter(on, task);
+  else if (Array.isArray(on)) for (const c of on) if (c instanceof Task) removeWaiter(c, task);
+  task.waitingFor = 0;
+}
+
+/**
+ * Throws `cancel` into `task` at its current yield, now, and ends it. A task
+ * that throws a `CancelledError` back behaved; one that throws another error
+ * adds it to its run's other errors; one that yields or returns is warned
+ * about and closed with `return()`.
+ */
+export function cancelTask(task: Task, cancel: CancelledError): void {
+  const run = task.run;
+  if (task.state >= DONE) return;
+  try {
+    detach(task);
+  } catch (error) {
+    run.otherErrors.push(error);
+  }
+  task.state = RUNNING;
+  task.throwing = false;
+  task.value = undefined;
+  let r: IteratorResult<unknown, unknown>;
+  try {
+    r = task.gen.throw(cancel);
+  } catch (error) {
+    if (error instanceof CancelledError) run.cancelErrors.push(error);
+    else run.otherErrors.push(error);
+    endFailed(task, error);
+    maybeEnd(run);
+    return;
+  }
+  console.warn(
+    `tinyio: a coroutine did not respond properly to cancellation: it ${
+      r.done ? "returned" : "yielded again"
+    } instead of throwing the CancelledError it received (re-throw it: ` +
+      "`if (e instanceof CancelledError) throw e`). It was closed with return(); " +
+      "a resource may have leaked.",
+  );
+  if (!r.done) {
+    try {
+      task.gen.return(undefined);
+    } catch (error) {
+      run.otherErrors.push(error);
+    }
+  }
+  endFailed(task, cancel);
+  maybeEnd(run);
+}
+
+/** Stops `task` waiting and throws `error` into it at its current yield (a timeout). */
+export function interrupt(task: Task, error: unknown): void {
+  if (task.state === WAITING || task.state === PARKED) detach(task);
+  if (task.state < DONE) throwInto(task, error);
+}
+
+function maybeEnd(run: Run): void {
+  if (run.live !== 0 || run.holds !== 0 || run.ended) return;
+  run.ended = true;
+  const driver = run.core.driver;
+  driver.runs.delete(run);
+  run.onEnd(run);
+  driver.wake();
+}
+
+// ---------------------------------------------------------------------------
+// The interface for waits and outside work.
+
+/** Resumes `task`, parked on `wait`, with `value`. Ignored if it no longer waits there. */
+export function resume(task: Task, wait: Wait, value: unknown): void {
+  if (task.state !== PARKED || task.waitingOn !== wait) return;
+  task.waitingOn = null;
+  task.value = value;
+  task.run.core.driver.schedule(task);
+}
+
+/** Throws `error` into `task`, parked on `wait`. Ignored if it no longer waits there. */
+export function fail(task: Task, wait: Wait, error: unknown): void {
+  if (task.state !== PARKED || task.waitingOn !== wait) return;
+  task.waitingOn = null;
+  throwInto(task, error);
+}
+
+/** Outside work for `task`'s run has started: the run does not end, nor the virtual clock jump, before it is released. */
+export function hold(task: Task): void {
+  task.run.holds++;
+  task.run.core.driver.holds++;
+}
+
+/** The outside work announced by `hold(task)` has stopped. */
+export function release(task: Task): void {
+  const run = task.run;
+  run.holds--;
+  run.core.driver.holds--;
+  maybeEnd(run);
+  run.core.driver.wake();
+}
+
+/** The task of a coroutine, if a loop has seen it. */
+export function taskOf(coro: Coro): Task | undefined {
+  return (coro as { [TASK]?: Task })[TASK];
+}
+
+/** Starts `coro` in `task`'s run, as if `task` had yielded it in a Set; returns its task. */
+export function start(task: Task, coro: Coro): Task {
+  const seen = taskOf(coro);
+  if (seen !== undefined) {
+    if (seen.run.core !== task.run.core) throw foreign(coro);
+    return seen;
+  }
+  return spawn(task.run, coro, null);
+}
+
+/** Calls `observer` when `child` ends (or at once if it has). */
+export function watch(child: Task, observer: Observer): void {
+  if (child.state >= DONE) observer(child);
+  else addWaiter(child, observer, -1);
+}
+
+/** Stops calling `observer` for `child`. */
+export function unwatch(child: Task, observer: Observer): void {
+  removeWaiter(child, observer);
+}
+
+/** The unfinished tasks of `run`, oldest first. */
+export function* liveTasks(run: Run): Generator<Task, void, undefined> {
+  for (let t = run.first; t !== null; t = t.next) yield t;
+}
+
+/** The tasks `task` waits on right now (for a gather, those not finished yet). */
+export function waitedOn(task: Task): Task[] {
+  return task.state === WAITING ? childrenOf(task) : [];
+}
+
+/** Who waits on `task`: tasks and observers. */
+export function waitersOf(task: Task): (Task | Observer)[] {
+  const out: (Task | Observer)[] = [];
+  if (task.waiter !== null) out.push(task.waiter);
+  const more = task.moreWaiters;
+  if (more !== null) for (let i = 0; i < more.length; i += 2) out.push(more[i] as Task | Observer);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Messages for usage errors.
+
+function foreign(coro: unknown): TypeError {
+  return new TypeError(
+    `This coroutine (${describe(coro)}) belongs to another loop: a coroutine is run by the ` +
+      "first loop that sees it. To use its result here, yield a fresh coroutine made by " +
+      "`yield* copy(coro)`.",
+  );
+}
+
+const ALLOWED = "A coroutine may yield: nothing (`yield`, to pause), a coroutine (`yield f()`), " +
+  "an array of coroutines (`yield [f(), g()]`, to gather) or a Set of coroutines " +
+  "(`yield new Set([f()])`, to start them in the background).";
+
+/** Names a value for an error message, with a hint for the common slips. */
+export function describe(x: unknown): string {
+  if (x === null) return "null";
+  if (typeof x === "function") {
+    const kind = Object.getPrototypeOf(x)?.constructor?.name;
+    return kind === "GeneratorFunction"
+      ? `the generator function ${x.name || "(anonymous)"}`
+      : `the function ${x.name || "(anonymous)"}`;
+  }
+  if (typeof x === "string") return JSON.stringify(x.length > 40 ? x.slice(0, 40) + "…" : x);
+  if (typeof x !== "object") return `${String(x)} (${typeof x})`;
+  if (isGenerator(x)) return "a generator object";
+  if (typeof (x as { then?: unknown }).then === "function") return "a Promise";
+  if (Symbol.asyncIterator in x) return "an async generator";
+  if (Array.isArray(x)) return `an array of length ${x.length}`;
+  return `an object (${Object.prototype.toString.call(x)})`;
+}
+
+function hint(x: unknown): string {
+  if (x === null) return " To pause, use a bare `yield`.";
+  if (typeof x === "function") {
+    return Object.getPrototypeOf(x)?.constructor?.name === "GeneratorFunction"
+      ? " Call it: `yield f()`."
+      : "";
+  }
+  if (typeof x === "object" && typeof (x as { then?: unknown }).then === "function") {
+    return " Wrap it: `yield fromPromise(p)`.";
+  }
+  if (typeof x === "object" && Symbol.asyncIterator in x) {
+    return " Async generators are not coroutines: use `function*`, and `fromPromise` for promises.";
+  }
+  return "";
+}
+
+function invalidYield(y: unknown): string {
+  return `Invalid yield: a coroutine yielded ${describe(y)}.${hint(y)} ${ALLOWED}`;
+}
+
+function invalidElement(items: unknown[], i: number, what: string): string {
+  const x = items[i];
+  return `Invalid yield: element ${i} of ${what} of ${items.length} is ${describe(x)}, ` +
+    `not a coroutine.${hint(x)} ${ALLOWED}`;
+}
+
+// ---------------------------------------------------------------------------
+// The public face.
+
+/**
+ * An event loop for generator coroutines. `run` drives a coroutine and
+ * everything it yields to completion; one error cancels every coroutine.
+ *
+ * @example
+ * ```ts
+ * import { Loop, sleep } from "@tinyio/core";
+ *
+ * function* slowAddOne(x: number) {
+ *   yield sleep(10);
+ *   return x + 1;
+ * }
+ * function* main() {
+ *   const [four, five] = yield [slowAddOne(3), slowAddOne(4)];
+ *   return four + five;
+ * }
+ * console.assert(await new Loop().run(main()) === 9);
+ * ```
+ */
+export class Loop {
+  #core: Core;
+
+  /** Makes a loop on the real clock, or with `{ clock: "virtual" }` on a virtual one. */
+  constructor(options: LoopOptions = {}) {
+    const clock = options.clock ?? "real";
+    if (clock !== "real" && clock !== "virtual") {
+      throw new TypeError(
+        `new Loop({ clock: ${describe(clock)} }): the clock is "real" or "virtual".`,
+      );
+    }
+    this.#core = new Core(clock === "virtual" ? new VirtualClock() : new RealClock());
+  }
+
+  /**
+   * Runs `coro` and everything it starts to completion; resolves with `coro`'s
+   * result. On a failure every coroutine is cancelled and the promise rejects
+   * (see {@linkcode RunOptions}). It settles only once all of them, and all
+   * outside work they started, have stopped.
+   *
+   * @example
+   * ```ts
+   * import { Loop } from "@tinyio/core";
+   *
+   * function* answer() {
+   *   yield;
+   *   return 42;
+   * }
+   * const loop = new Loop();
+   * const c = answer();
+   * console.assert(await loop.run(c) === 42);
+   * console.assert(await loop.run(c) === 42); // a finished coroutine: its recorded result
+   * ```
+   */
+  run<T>(coro: Coro<T>, options: RunOptions = {}): Promise<T> {
+    return runOn(this.#core, coro, options);
+  }
+
+  /**
+   * This loop's time in milliseconds: `performance.now()` on the real clock;
+   * on the virtual clock, the time it has jumped to (0 at the start).
+   *
+   * @example
+   * ```ts
+   * import { Loop, sleep } from "@tinyio/core";
+   *
+   * const loop = new Loop({ clock: "virtual" });
+   * await loop.run(sleep(3_600_000));
+   * console.assert(loop.now() === 3_600_000);
+   * ```
+   */
+  now(): number {
+    return this.#core.clock.now();
+  }
+}
+
+/** Runs `coro` on `core` (a loop's `run`). */
+export function runOn<T>(core: Core, coro: Coro<T>, options: RunOptions = {}): Promise<T> {
+  if (!isGenerator(coro)) {
+    return Promise.reject(
+      new TypeError(
+        `run() takes a coroutine (a generator object, such as main() for function* main), ` +
+          `got ${describe(coro)}.${hint(coro)}`,
+      ),
+    );
+  }
+  if (core.running) {
+    return Promise.reject(
+      new Error(
+        "This loop is already running: a loop runs one coroutine at a time. Yield the coroutine " +
+          "from the running one instead, or run it on another `new Loop()`.",
+      ),
+    );
+  }
+  const seen = taskOf(coro);
+  if (seen !== undefined) {
+    if (seen.run.core !== core) return Promise.reject(foreign(coro));
+    if (seen.state === DONE) return Promise.resolve(seen.value as T);
+    if (seen.state === FAILED) return Promise.reject(seen.value);
+  }
+  const signal = options.signal;
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  core.running = true;
+  return new Promise<T>((resolve, reject) => {
+    let onAbort: (() => void) | undefined;
+    const run = core.startRun(coro, options.exceptionGroup, (run) => {
+      core.running = false;
+      if (onAbort !== undefined) signal!.removeEventListener("abort", onAbort);
+      if (run.crashed) reject(run.rejection());
+      else resolve(run.root!.value as T);
+    });
+    if (signal !== undefined) {
+      onAbort = () => {
+        if (run.ended) return;
+        run.aborted = true;
+        run.abortReason = signal.reason;
+        core.wake();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+    }
+    core.drive(run).catch((error) => {
+      core.running = false;
+      reject(error);
+    });
+  });
+}

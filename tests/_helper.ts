@@ -1,0 +1,26 @@
+/**
+ * The one way tests are declared here: `Deno.test` with every sanitizer on
+ * (Deno 2.9 leaves `sanitizeOps` off by default), so no test leaves a timer,
+ * a pending op or a resource behind.
+ */
+export function test(name: string, fn: () => void | Promise<void>): void {
+  Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true, sanitizeExit: true });
+}
+
+/** Like `test`, but only this one runs (for debugging; never commit it). */
+export function testOnly(name: string, fn: () => void | Promise<void>): void {
+  Deno.test({ name, fn, only: true, sanitizeOps: true, sanitizeResources: true });
+}
+
+/** Runs `fn` with `console.warn` captured; returns what it printed. */
+export async function captureWarnings(fn: () => Promise<unknown>): Promise<string[]> {
+  const warnings: string[] = [];
+  const original = console.warn;
+  console.warn = (...args: unknown[]) => warnings.push(args.map(String).join(" "));
+  try {
+    await fn();
+  } finally {
+    console.warn = original;
+  }
+  return warnings;
+}
