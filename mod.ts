@@ -8,13 +8,13 @@
  *
  * @example Quick start
  * ```ts
- * import { Loop, sleep } from "@tinyio/core";
+ * import { type Coro, Loop, sleep } from "@tinyio/core";
  *
- * function* slowAddOne(x: number) {
+ * function* slowAddOne(x: number): Coro<number> {
  *   yield sleep(10);
  *   return x + 1;
  * }
- * function* main() {
+ * function* main(): Coro<number[]> {
  *   const [four, five] = yield [slowAddOne(3), slowAddOne(4)];
  *   return [four, five];
  * }

@@ -9,7 +9,8 @@
 import { CancelledError, type Coro, Event, Loop, sleep } from "../mod.ts";
 
 const t0 = performance.now();
-const log = (msg: string) => console.log(`${(performance.now() - t0).toFixed(0).padStart(5)} ms  ${msg}`);
+const log = (msg: string) =>
+  console.log(`${(performance.now() - t0).toFixed(0).padStart(5)} ms  ${msg}`);
 
 function* fetchUser(id: number): Coro<string> {
   yield sleep(20 + 10 * id);

@@ -23,10 +23,11 @@
 export type Coro<T = unknown> = Generator<unknown, T, any>;
 
 const GeneratorPrototype: object = Object.getPrototypeOf(function* () {}).prototype;
+const isPrototypeOf = Object.prototype.isPrototypeOf;
 
 /** True for generator objects (the coroutines), false for everything else. */
 export function isGenerator(x: unknown): x is Coro {
-  return typeof x === "object" && x !== null && GeneratorPrototype.isPrototypeOf(x);
+  return typeof x === "object" && x !== null && isPrototypeOf.call(GeneratorPrototype, x);
 }
 
 /**

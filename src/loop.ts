@@ -174,7 +174,7 @@ export class Core {
   readonly runs: Set<Run> = new Set();
   holds = 0;
   #wakeUp: (() => void) | null = null;
-  #timer = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined = undefined;
 
   constructor(readonly clock: Clock, driver?: Core) {
     this.driver = driver ?? this;
@@ -418,7 +418,9 @@ function gather(task: Task, coros: unknown[]): void {
   // Check everything before starting anything, so a bad element starts nothing.
   for (let i = 0; i < n; i++) {
     const c = coros[i];
-    if (!isGenerator(c)) return throwInto(task, new TypeError(invalidElement(coros, i, "an array")));
+    if (!isGenerator(c)) {
+      return throwInto(task, new TypeError(invalidElement(coros, i, "an array")));
+    }
     const seen = (c as { [TASK]?: Task })[TASK];
     if (seen !== undefined) {
       if (seen.run.core !== task.run.core) return throwInto(task, foreign(c));
@@ -606,7 +608,9 @@ export function crash(run: Run, error: unknown): void {
   run.error = error;
   for (let t = run.first; t !== null;) {
     const next = t.next;
-    if (t.state !== RUNNING) cancelTask(t, new CancelledError(cancelMessage(error), { cause: error }));
+    if (t.state !== RUNNING) {
+      cancelTask(t, new CancelledError(cancelMessage(error), { cause: error }));
+    }
     t = next;
   }
   maybeEnd(run);
@@ -623,7 +627,7 @@ function detach(task: Task): void {
   task.waitingOn = null;
   if (task.state === PARKED) (on as Wait).unpark(task);
   else if (on instanceof Task) removeWaiter(on, task);
-  else if (Array.isArray(on)) for (const c of on) if (c instanceof Task) removeWaiter(c, task);
+  else if (Array.isArray(on)) { for (const c of on) if (c instanceof Task) removeWaiter(c, task); }
   task.waitingFor = 0;
 }
 
@@ -761,7 +765,11 @@ export function waitersOf(task: Task): (Task | Observer)[] {
   const out: (Task | Observer)[] = [];
   if (task.waiter !== null) out.push(task.waiter);
   const more = task.moreWaiters;
-  if (more !== null) for (let i = 0; i < more.length; i += 2) out.push(more[i] as Task | Observer);
+  if (more !== null) {
+    for (let i = 0; i < more.length; i += 2) {
+      out.push(more[i] as Task | Observer);
+    }
+  }
   return out;
 }
 
