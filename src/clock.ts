@@ -2,9 +2,10 @@
  * The loop's clock: the time it reads and the one heap of deadlines that every
  * sleep and timeout of a loop shares. The real clock reads `performance.now()`;
  * the virtual clock is a number that moves only when the loop, finding nothing
- * to run, jumps it to the next deadline. The loop asks a clock only three
- * things — what time it is, fire what is due, when is the next deadline — so
- * the real clock pays nothing for the virtual one.
+ * to run and no outside work pending, jumps it to the next deadline. The loop
+ * asks a clock only a few things — fire what is due, when is the next
+ * deadline, jump (virtual only) — and reads the host time once for both
+ * clocks, so the real clock pays nothing for the virtual one.
  *
  * @module
  */
@@ -61,18 +62,29 @@ export abstract class Clock {
     return this.#heap.length === 0 ? Infinity : this.#heap[0].at;
   }
 
-  /** Fires, in deadline order, every deadline due at `now`. */
-  fireDue(now: number): void {
+  /**
+   * Fires every deadline that is due. `hostNow` is `performance.now()` as the
+   * loop just read it: the real clock's time (so it is not read twice); the
+   * virtual clock ignores it and fires what is due at its own time, which
+   * stands still while coroutines run.
+   */
+  abstract fireDue(hostNow: number): void;
+
+  /**
+   * The virtual clock moves to the next deadline and fires everything due
+   * there; false if there is no deadline. The real clock cannot jump.
+   */
+  abstract jump(): boolean;
+
+  /** Fires, in deadline order (ties in set order), every deadline due by `time`. */
+  protected fireUpTo(time: number): void {
     const heap = this.#heap;
-    while (heap.length > 0 && heap[0].at <= now) {
+    while (heap.length > 0 && heap[0].at <= time) {
       const d = heap[0];
       this.remove(d);
       d.fire();
     }
   }
-
-  /** The virtual clock moves to the next deadline; the real clock cannot. */
-  abstract jump(): boolean;
 
   #before(a: Deadline, b: Deadline): boolean {
     return a.at < b.at || (a.at === b.at && a.seq < b.seq);
@@ -116,6 +128,9 @@ export class RealClock extends Clock {
   now(): number {
     return performance.now();
   }
+  fireDue(hostNow: number): void {
+    this.fireUpTo(hostNow);
+  }
   jump(): boolean {
     return false;
   }
@@ -128,11 +143,14 @@ export class VirtualClock extends Clock {
   now(): number {
     return this.#time;
   }
+  fireDue(): void {
+    this.fireUpTo(this.#time);
+  }
   jump(): boolean {
     const at = this.next();
     if (at === Infinity) return false;
     if (at > this.#time) this.#time = at;
-    this.fireDue(this.#time);
+    this.fireUpTo(this.#time);
     return true;
   }
 }

@@ -130,6 +130,8 @@ export class Run {
   abortReason: unknown = undefined;
   aborted = false;
   root: Task | null = null;
+  /** Called once when the run has ended (see {@linkcode atRunEnd}). */
+  atEnd: (() => void)[] | null = null;
 
   constructor(
     readonly core: Core,
@@ -216,27 +218,41 @@ export class Core {
   /** Steps the runs of this driver until `top` has ended. */
   async drive(top: Run): Promise<void> {
     const clock = this.clock;
+    let hopped = performance.now(); // when a run of virtual jumps last returned to the host
     for (;;) {
       if (top.aborted && !top.crashed) crash(top, top.abortReason);
       this.#steps(clock);
       if (top.ended) break;
+      // Aborted during those steps (its wake-up came while awake): crash now, don't sleep.
+      if (top.aborted && !top.crashed) continue;
       if (this.#head !== this.#tail) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         continue;
       }
-      // Nothing runnable. Due deadlines first; then, on the virtual clock with
-      // no outside work pending, jump; then, if nothing at all can wake us,
-      // look for a cycle; else sleep until a deadline or a wake-up.
-      if (clock.virtual) {
-        if (this.holds === 0 && clock.jump()) continue;
+      // Nothing runnable. On the virtual clock with no outside work pending,
+      // jump to the next deadline, returning to the host at least every slice
+      // (a coroutine that sleeps in a loop forever must not starve host timers
+      // and signals). Otherwise fire what is due (a virtual clock held by
+      // outside work still fires what is due at its time); then, if nothing at
+      // all can wake us, look for a cycle; else sleep until a deadline or a wake-up.
+      if (clock.virtual && this.holds === 0) {
+        if (clock.jump()) {
+          if (performance.now() - hopped >= SLICE_MS) {
+            await new Promise<void>((resolve) => setImmediate(resolve));
+            hopped = performance.now();
+          }
+          continue;
+        }
       } else {
-        clock.fireDue(clock.now());
+        clock.fireDue(performance.now());
         if (this.#head !== this.#tail) continue;
       }
       if (this.holds === 0 && clock.next() === Infinity && this.#failCycles()) continue;
       await this.#sleep(clock);
     }
-    clearTimeout(this.#timer);
+    // No timer to clear: every sleep ended by its wake-up, which cleared it. A
+    // run that ended from a host callback (a release) has already settled, so
+    // the next run may have set a timer of its own before this line runs.
   }
 
   #sleep(clock: Clock): Promise<void> {
@@ -268,7 +284,7 @@ export class Core {
         // Reading the clock costs ten steps, so read it every `stride` steps,
         // with `stride` adapted so that a read comes about every 0.25–1 ms.
         const now = performance.now();
-        if (!clock.virtual) clock.fireDue(now);
+        clock.fireDue(now); // the virtual clock fires what is due at its own time
         if (now - start >= SLICE_MS) break;
         const took = now - last;
         if (took > 1) this.#stride = Math.max(1, this.#stride >> 1);
@@ -609,16 +625,18 @@ export function crash(run: Run, error: unknown): void {
   for (let t = run.first; t !== null;) {
     const next = t.next;
     if (t.state !== RUNNING) {
-      cancelTask(t, new CancelledError(cancelMessage(error), { cause: error }));
+      cancelTask(t, new CancelledError(cancelMessage(run, error), { cause: error }));
     }
     t = next;
   }
   maybeEnd(run);
 }
 
-function cancelMessage(error: unknown): string {
+function cancelMessage(run: Run, error: unknown): string {
   const what = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  return `cancelled because another coroutine failed (${what})`;
+  return run.aborted && error === run.abortReason
+    ? `cancelled because the run's signal was aborted (${what})`
+    : `cancelled because another coroutine failed (${what})`;
 }
 
 /** Stops `task` waiting on whatever it waits on. */
@@ -679,7 +697,13 @@ export function cancelTask(task: Task, cancel: CancelledError): void {
 /** Stops `task` waiting and throws `error` into it at its current yield (a timeout). */
 export function interrupt(task: Task, error: unknown): void {
   if (task.state === WAITING || task.state === PARKED) detach(task);
-  if (task.state < DONE) throwInto(task, error);
+  if (task.state === QUEUED) {
+    // Already in the queue: throw at that step instead of queueing it twice.
+    task.throwing = true;
+    task.value = error;
+  } else if (task.state < DONE) {
+    throwInto(task, error);
+  }
 }
 
 function maybeEnd(run: Run): void {
@@ -687,6 +711,7 @@ function maybeEnd(run: Run): void {
   run.ended = true;
   const driver = run.core.driver;
   driver.runs.delete(run);
+  if (run.atEnd !== null) for (const fn of run.atEnd) fn();
   run.onEnd(run);
   driver.wake();
 }
@@ -715,7 +740,11 @@ export function hold(task: Task): void {
   task.run.core.driver.holds++;
 }
 
-/** The outside work announced by `hold(task)` has stopped. */
+/**
+ * The outside work announced by `hold(task)` has stopped. Call `resume` or
+ * `fail` first (or in the same synchronous callback): a release in an earlier
+ * callback lets a virtual clock jump before the task is runnable again.
+ */
 export function release(task: Task): void {
   const run = task.run;
   run.holds--;
@@ -724,19 +753,33 @@ export function release(task: Task): void {
   run.core.driver.wake();
 }
 
+/**
+ * Calls `fn` once when `task`'s run has ended (its tasks finished, its holds
+ * released), just before `run` settles: for resources a primitive keeps for as
+ * long as a run uses them (threads keep their idle workers). `fn` must not throw.
+ */
+export function atRunEnd(task: Task, fn: () => void): void {
+  (task.run.atEnd ??= []).push(fn);
+}
+
 /** The task of a coroutine, if a loop has seen it. */
 export function taskOf(coro: Coro): Task | undefined {
   return (coro as { [TASK]?: Task })[TASK];
 }
 
-/** Starts `coro` in `task`'s run, as if `task` had yielded it in a Set; returns its task. */
-export function start(task: Task, coro: Coro): Task {
+/**
+ * Starts `coro` in `task`'s run, as if `task` had yielded it in a Set; returns
+ * its task. With `waited`, `task` becomes its starter, as if `task` had
+ * yielded it to wait on it (a wait that waits on a coroutine through an
+ * observer, such as `timeout`), so that a timeout around `task` stops it too.
+ */
+export function start(task: Task, coro: Coro, waited = false): Task {
   const seen = taskOf(coro);
   if (seen !== undefined) {
     if (seen.run.core !== task.run.core) throw foreign(coro);
     return seen;
   }
-  return spawn(task.run, coro, null);
+  return spawn(task.run, coro, waited ? task : null);
 }
 
 /** Calls `observer` when `child` ends (or at once if it has). */
@@ -935,6 +978,14 @@ export function runOn<T>(core: Core, coro: Coro<T>, options: RunOptions = {}): P
     if (seen.state === FAILED) return Promise.reject(seen.value);
   }
   const signal = options.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    return Promise.reject(
+      new TypeError(
+        `run(coro, { signal }): the signal is ${describe(signal)}; give an AbortSignal ` +
+          "(from an AbortController, AbortSignal.timeout(ms) or a Request's signal).",
+      ),
+    );
+  }
   if (signal?.aborted) return Promise.reject(signal.reason);
   core.running = true;
   return new Promise<T>((resolve, reject) => {

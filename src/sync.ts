@@ -1,12 +1,13 @@
 /**
- * Synchronisation between coroutines.
+ * Synchronisation between coroutines: `Event`, `Semaphore`, `Lock`,
+ * `Barrier` and `asCompleted`.
  *
  * @module
  */
 
 import type { Clock, Deadline } from "./clock.ts";
-import type { Coro } from "./coro.ts";
-import { resume, type Task, Wait } from "./loop.ts";
+import { type Coro, isGenerator } from "./coro.ts";
+import { describe, resume, type Task, taskOf, Wait, watch } from "./loop.ts";
 import { checkMs } from "./time.ts";
 
 /** Waits on an event without a timeout: one shared by all such waiters of the event. */
@@ -154,4 +155,353 @@ export class Event {
     if (this.#set) return true;
     return yield ms === Infinity ? this.#wait : new TimedEventWait(this, ms);
   }
+}
+
+/** Checks the count given to `what`: a positive integer. */
+function checkCount(what: string, value: unknown): asserts value is number {
+  if (typeof value !== "number") {
+    throw new TypeError(`${what}: the value is ${describe(value)}; give a positive integer.`);
+  }
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(`${what}: the value is ${value}; give a positive integer (1, 2, 3, …).`);
+  }
+}
+
+/**
+ * The right to hold a {@linkcode Semaphore} or {@linkcode Lock}, given by
+ * `acquire()`. Release it once, by `release()` or by disposing it (a `using`
+ * declaration): a second `release()` is an `Error`; disposing a released
+ * permit does nothing.
+ *
+ * @example
+ * ```ts
+ * import { type Coro, Loop, Semaphore } from "@tinyio/core";
+ *
+ * const sem = new Semaphore(1);
+ * function* once(): Coro<void> {
+ *   const permit = yield* sem.acquire();
+ *   try {
+ *     yield; // hold it across a pause
+ *   } finally {
+ *     permit.release();
+ *   }
+ * }
+ * await new Loop().run(once());
+ * ```
+ */
+export interface Permit extends Disposable {
+  /** Gives the permit back, to the longest waiter if there is one. */
+  release(): void;
+}
+
+/**
+ * The free permits of a semaphore and its waiters, first come first served:
+ * a linked list through the waits, so that a waiter that gives up leaves it
+ * in O(1).
+ */
+class Permits {
+  first: Acquire | null = null;
+  last: Acquire | null = null;
+  constructor(public free: number) {}
+
+  enqueue(wait: Acquire): void {
+    wait.prev = this.last;
+    if (this.last === null) this.first = wait;
+    else this.last.next = wait;
+    this.last = wait;
+  }
+
+  remove(wait: Acquire): void {
+    if (wait.prev === null) this.first = wait.next;
+    else wait.prev.next = wait.next;
+    if (wait.next === null) this.last = wait.prev;
+    else wait.next.prev = wait.prev;
+    wait.prev = wait.next = null;
+  }
+
+  /** A permit came back: straight to the longest waiter, else free. */
+  giveBack(): void {
+    const wait = this.first;
+    if (wait === null) {
+      this.free++;
+      return;
+    }
+    this.remove(wait);
+    wait.granted = new SemaphorePermit(this);
+    resume(wait.task!, wait, wait.granted);
+  }
+}
+
+class SemaphorePermit implements Permit {
+  #permits: Permits | null;
+  constructor(permits: Permits) {
+    this.#permits = permits;
+  }
+  release(): void {
+    const permits = this.#permits;
+    if (permits === null) {
+      throw new Error(
+        "Permit.release(): this permit was already released. Release each permit once " +
+          "(`using permit = yield* sem.acquire()` does it for you).",
+      );
+    }
+    this.#permits = null;
+    permits.giveBack();
+  }
+  [Symbol.dispose](): void {
+    if (this.#permits !== null) this.release();
+  }
+}
+
+/** A coroutine waiting for a permit: in the queue until granted or it stops waiting. */
+class Acquire extends Wait {
+  task: Task | null = null;
+  granted: SemaphorePermit | null = null;
+  prev: Acquire | null = null;
+  next: Acquire | null = null;
+  constructor(readonly permits: Permits) {
+    super();
+  }
+  park(task: Task): void {
+    this.task = task;
+    this.permits.enqueue(this);
+  }
+  unpark(): void {
+    this.permits.remove(this);
+  }
+}
+
+/**
+ * Lets at most `value` coroutines hold it at once. `acquire()` waits for a
+ * permit; waiters are served first come, first served, and a released permit
+ * passes straight to the longest waiter, so a coroutine that comes later
+ * cannot jump the queue. A coroutine that stops waiting (cancelled, timed
+ * out) takes no permit with it. `value` must be a positive integer, else
+ * `RangeError`.
+ *
+ * @example
+ * ```ts
+ * import { type Coro, Loop, Semaphore, sleep } from "@tinyio/core";
+ *
+ * const sem = new Semaphore(2);
+ * let inside = 0;
+ * let most = 0;
+ * function* job(): Coro<void> {
+ *   using _ = yield* sem.acquire(); // released when the block ends, even by an error
+ *   most = Math.max(most, ++inside);
+ *   yield sleep(5);
+ *   inside--;
+ * }
+ * await new Loop().run(function* () {
+ *   yield [job(), job(), job(), job(), job()];
+ * }());
+ * console.assert(most === 2);
+ * ```
+ */
+export class Semaphore {
+  #permits: Permits;
+
+  /** Makes a semaphore with `value` permits (a positive integer). */
+  constructor(value: number) {
+    checkCount("new Semaphore()", value);
+    this.#permits = new Permits(value);
+  }
+
+  /**
+   * Waits for a permit and returns it; release it once, best with `using`.
+   *
+   * @example
+   * ```ts
+   * import { type Coro, Loop, Semaphore } from "@tinyio/core";
+   *
+   * const sem = new Semaphore(1);
+   * function* critical(): Coro<string> {
+   *   using _ = yield* sem.acquire();
+   *   return "alone here";
+   * }
+   * console.assert(await new Loop().run(critical()) === "alone here");
+   * ```
+   */
+  acquire(): Coro<Permit> {
+    return acquiring(this.#permits);
+  }
+}
+
+function* acquiring(permits: Permits): Coro<Permit> {
+  // A free permit means nobody waits: permits pass straight to waiters.
+  if (permits.free > 0) {
+    permits.free--;
+    return new SemaphorePermit(permits);
+  }
+  const wait = new Acquire(permits);
+  try {
+    return yield wait;
+  } catch (error) {
+    // Granted a permit but stopped (cancelled, timed out) before receiving it:
+    // pass it on, or it would be lost.
+    wait.granted?.release();
+    throw error;
+  }
+}
+
+/**
+ * Lets one coroutine at a time hold it: a `Semaphore(1)`, with the same
+ * first come, first served guarantee.
+ *
+ * @example
+ * ```ts
+ * import { type Coro, Lock, Loop } from "@tinyio/core";
+ *
+ * const lock = new Lock();
+ * const log: string[] = [];
+ * function* writer(name: string): Coro<void> {
+ *   using _ = yield* lock.acquire();
+ *   log.push(`${name} in`);
+ *   yield;
+ *   log.push(`${name} out`);
+ * }
+ * await new Loop().run(function* () {
+ *   yield [writer("a"), writer("b")];
+ * }());
+ * console.assert(log.join() === "a in,a out,b in,b out");
+ * ```
+ */
+export class Lock {
+  #semaphore = new Semaphore(1);
+
+  /** Waits until the lock is free and returns the permit to hold it. */
+  acquire(): Coro<Permit> {
+    return this.#semaphore.acquire();
+  }
+}
+
+/**
+ * Holds coroutines back until `value` of them have arrived at `wait()`; then
+ * all pass, and later arrivals pass at once. `wait()` returns the arrival
+ * index, from 0. A coroutine that stops waiting (cancelled, timed out) before
+ * the barrier opens withdraws its arrival. `value` must be a positive
+ * integer, else `RangeError`.
+ *
+ * @example
+ * ```ts
+ * import { Barrier, type Coro, Loop } from "@tinyio/core";
+ *
+ * const barrier = new Barrier(3);
+ * function* party(): Coro<number> {
+ *   return yield* barrier.wait();
+ * }
+ * const indices = await new Loop().run(function* () {
+ *   return yield [party(), party(), party()];
+ * }());
+ * console.assert(indices.join() === "0,1,2");
+ * ```
+ */
+export class Barrier {
+  #value: number;
+  #arrived = 0;
+  #open = new Event();
+
+  /** Makes a barrier that opens once `value` coroutines (a positive integer) have arrived. */
+  constructor(value: number) {
+    checkCount("new Barrier()", value);
+    this.#value = value;
+  }
+
+  /**
+   * Arrives, waits until `value` coroutines have arrived, and returns this
+   * arrival's index.
+   *
+   * @example
+   * ```ts
+   * import { Barrier, Loop } from "@tinyio/core";
+   *
+   * const solo = new Barrier(1);
+   * console.assert(await new Loop().run(solo.wait()) === 0);
+   * ```
+   */
+  wait(): Coro<number> {
+    return this.#waiting();
+  }
+
+  *#waiting(): Coro<number> {
+    const index = this.#arrived++;
+    if (this.#arrived >= this.#value) {
+      this.#open.set();
+      return index;
+    }
+    let passed = false;
+    try {
+      yield* this.#open.wait();
+      passed = true;
+    } finally {
+      if (!passed && !this.#open.isSet()) this.#arrived--;
+    }
+    return index;
+  }
+}
+
+/**
+ * Starts every coroutine of `coros` in the background and resumes with
+ * coroutines that produce their results in the order they finish: the first
+ * one handed back gives the first result to come, whichever coroutine that
+ * is. Takes a `Set`, an array or any iterable. An error in one of them is an
+ * error of the run, as for any background coroutine.
+ *
+ * @example
+ * ```ts
+ * import { asCompleted, type Coro, join, Loop, sleep } from "@tinyio/core";
+ *
+ * function* after(ms: number): Coro<number> {
+ *   yield sleep(ms);
+ *   return ms;
+ * }
+ * function* main(): Coro<number[]> {
+ *   const order: number[] = [];
+ *   for (const next of yield* asCompleted(new Set([after(30), after(10), after(20)]))) {
+ *     order.push(yield* join(next));
+ *   }
+ *   return order;
+ * }
+ * console.assert((await new Loop().run(main())).join() === "10,20,30");
+ * ```
+ */
+export function asCompleted<T>(coros: Iterable<Coro<T>>): Coro<Iterable<Coro<T>>> {
+  if (typeof (coros as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== "function") {
+    throw new TypeError(
+      `asCompleted(): the argument is ${describe(coros)}; give an iterable of coroutines ` +
+        "(a Set or an array).",
+    );
+  }
+  const items = [...coros];
+  items.forEach((c, i) => {
+    if (!isGenerator(c)) {
+      throw new TypeError(
+        `asCompleted(): element ${i} is ${describe(c)}, not a coroutine (a generator object, ` +
+          "such as `f()` for `function* f`).",
+      );
+    }
+  });
+  return completing(items);
+}
+
+function* completing<T>(coros: Coro<T>[]): Coro<Iterable<Coro<T>>> {
+  yield new Set(coros);
+  // Slot k holds the k-th result to come, and wakes whoever waits for it.
+  const outcomes: { ok: boolean; value: unknown }[] = [];
+  const arrived = coros.map(() => new Event());
+  const observer = (task: Task) => {
+    const k = outcomes.length;
+    outcomes.push({ ok: task.succeeded, value: task.value });
+    arrived[k].set();
+    return false; // a failure stays an error of the run
+  };
+  for (const c of coros) watch(taskOf(c)!, observer);
+
+  function* nth(k: number): Coro<T> {
+    yield* arrived[k].wait();
+    const { ok, value } = outcomes[k];
+    if (!ok) throw value;
+    return value as T;
+  }
+  return coros.map((_, k) => nth(k));
 }

@@ -1,12 +1,28 @@
 /**
- * Time: `sleep`, on the loop's clock.
+ * Time: `sleep` and `timeout`, on the loop's clock.
  *
  * @module
  */
 
 import type { Clock, Deadline } from "./clock.ts";
-import type { Coro } from "./coro.ts";
-import { describe, resume, type Task, Wait } from "./loop.ts";
+import { type Coro, isGenerator } from "./coro.ts";
+import { CancelledError, TimeoutError } from "./errors.ts";
+import {
+  cancelTask,
+  crash,
+  describe,
+  fail,
+  interrupt,
+  type Observer,
+  resume,
+  start,
+  Task,
+  unwatch,
+  Wait,
+  waitedOn,
+  waitersOf,
+  watch,
+} from "./loop.ts";
 
 /**
  * Checks a time in milliseconds given to `what`: a number, not negative, not
@@ -70,4 +86,174 @@ export function sleep(ms: number): Coro<void> {
 
 function* sleeping(ms: number): Coro<void> {
   yield new Sleep(ms);
+}
+
+/**
+ * Runs `coro` for at most `ms` milliseconds of its loop's clock. Finished in
+ * time: `[value, true]`. Otherwise its work stops: the coroutines that `coro`
+ * started by waiting on them (`yield c`, `yield [..]`), and recursively those
+ * that they started so, are cancelled — except those that a coroutine outside
+ * that set also waits on, which go on with their own work — then a
+ * {@linkcode TimeoutError} is thrown into `coro` at its current `yield`, and
+ * `timeout` resumes with `[undefined, false]`. A `TimeoutError` that escapes
+ * `coro` is swallowed; if `coro` catches it and goes on, it goes on in the
+ * background. An error that `coro` throws before the deadline is an error of
+ * the run. `ms` negative or `NaN` is a `RangeError`, thrown at the call.
+ *
+ * @example
+ * ```ts
+ * import { type Coro, Loop, sleep, timeout } from "@tinyio/core";
+ *
+ * function* slow(): Coro<string> {
+ *   yield sleep(1_000);
+ *   return "done";
+ * }
+ * function* main(): Coro<string> {
+ *   const [value, inTime] = yield* timeout(slow(), 10);
+ *   return inTime ? value : "gave up";
+ * }
+ * console.assert(await new Loop().run(main()) === "gave up");
+ * ```
+ */
+export function timeout<T>(coro: Coro<T>, ms: number): Coro<[T, true] | [undefined, false]> {
+  if (!isGenerator(coro)) {
+    throw new TypeError(
+      `timeout(): the first argument is ${describe(coro)}; give a coroutine (a generator ` +
+        "object, such as `f()` for `function* f`).",
+    );
+  }
+  checkMs("timeout()", ms);
+  return timingOut(coro, ms);
+}
+
+function* timingOut<T>(coro: Coro<T>, ms: number): Coro<[T, true] | [undefined, false]> {
+  return yield new Timeout(coro, ms);
+}
+
+// A timeout's observer carries the task that waits through it: `stopWork`
+// must know who waits on a coroutine, and an observer is not a task. (A
+// property, not a WeakMap: ten thousand WeakMap entries cost more in garbage
+// collection than the rest of the timeouts.)
+type OwnedObserver = Observer & { owner: Task | null };
+
+/**
+ * A parked `timeout`: it starts `coro` as if its task had yielded it, watches
+ * it end, and holds the deadline.
+ */
+class Timeout<T> extends Wait implements Deadline {
+  at = 0;
+  seq = 0;
+  index = -1;
+  #task: Task | null = null;
+  /** The task of `coro`, once parked. */
+  child: Task | null = null;
+  #clock: Clock | null = null;
+  #fired = false;
+  #observer: OwnedObserver = Object.assign((child: Task) => this.#ended(child), {
+    owner: null as Task | null,
+  });
+
+  constructor(readonly coro: Coro<T>, readonly ms: number) {
+    super();
+  }
+
+  park(task: Task): void {
+    this.#task = task;
+    this.#clock = task.clock;
+    const child = start(task, this.coro, true);
+    this.child = child;
+    if (child.ended) {
+      if (child.succeeded) resume(task, this, [child.value, true]);
+      else fail(task, this, child.value);
+      return;
+    }
+    this.#clock.add(this, this.ms);
+    this.#observer.owner = task;
+    watch(child, this.#observer);
+  }
+
+  unpark(): void {
+    this.#clock!.remove(this);
+    unwatch(this.child!, this.#observer);
+  }
+
+  /** `coro` ended: before the deadline, that is the result; after it, swallow its TimeoutError. */
+  #ended(child: Task): boolean {
+    if (this.#fired) return !child.succeeded && child.value instanceof TimeoutError;
+    this.#clock!.remove(this);
+    if (child.succeeded) resume(this.#task!, this, [child.value, true]);
+    else fail(this.#task!, this, child.value); // the run crashes, unless someone took it over
+    return false;
+  }
+
+  fire(): void {
+    this.#fired = true;
+    // From now on `coro` goes on, if it does, in the background: its task no
+    // longer waits on it.
+    this.#observer.owner = null;
+    const child = this.child!;
+    const error = new TimeoutError(
+      `timeout(): the coroutine did not finish within ${this.ms} ms, so it was stopped.`,
+    );
+    stopWork(child, error);
+    interrupt(child, error);
+    resume(this.#task!, this, [undefined, false]);
+  }
+}
+
+/**
+ * Cancels the coroutines that `root` started by waiting on them, recursively,
+ * except those that a coroutine outside that set waits on, and what those
+ * wait on. Nothing left running waits on a cancelled coroutine, so nothing
+ * can hang on one.
+ */
+function stopWork(root: Task, cause: TimeoutError): void {
+  const doomed = startedBy(root);
+  // Spare a coroutine waited on from outside; repeat until nothing changes,
+  // since a spared coroutine is outside too and spares what it waits on.
+  const inside = (t: Task | undefined) => t === root || (t !== undefined && doomed.has(t));
+  let changed = true;
+  while (changed) {
+    changed = false;
+    for (const t of doomed) {
+      const owners = waitersOf(t).map((w) =>
+        w instanceof Task ? w : (w as Partial<OwnedObserver>).owner ?? undefined
+      );
+      if (!owners.every(inside)) {
+        doomed.delete(t);
+        changed = true;
+      }
+    }
+  }
+  // Cancelling is not a crash: keep its CancelledErrors out of the run's
+  // report, but an error that a cancelled coroutine throws instead is one.
+  const run = root.run;
+  const cancels = run.cancelErrors.length;
+  const others = run.otherErrors.length;
+  const message = "cancelled because a timeout() around the coroutine that started it ran out";
+  for (const t of doomed) cancelTask(t, new CancelledError(message, { cause }));
+  run.cancelErrors.length = cancels;
+  for (const error of run.otherErrors.splice(others)) crash(run, error);
+}
+
+/**
+ * The unfinished tasks that `root` started by waiting on them, recursively:
+ * those it waits on (through a gather, or through a timeout's observer) and
+ * was the first to yield.
+ */
+function startedBy(root: Task): Set<Task> {
+  const found = new Set<Task>();
+  const todo = [root];
+  while (todo.length > 0) {
+    const t = todo.pop()!;
+    const on = t.waitingOn;
+    const children = on instanceof Timeout ? [on.child!] : waitedOn(t);
+    for (const c of children) {
+      if (c.starter === t && !c.ended && !found.has(c)) {
+        found.add(c);
+        todo.push(c);
+      }
+    }
+  }
+  return found;
 }

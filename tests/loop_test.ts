@@ -625,7 +625,7 @@ test("an invalid yield throws a TypeError into the coroutine at that yield, nami
     [new Set([7]), /element 0 of a Set of 1 is 7/],
   ];
   for (const [bad, message] of cases) {
-    function* main(): Coro<string> {
+    const main = function* (): Coro<string> {
       try {
         yield bad;
       } catch (e) {
@@ -635,7 +635,7 @@ test("an invalid yield throws a TypeError into the coroutine at that yield, nami
         return "caught";
       }
       return "not thrown";
-    }
+    };
     assert.equal(await new Loop().run(main()), "caught");
   }
 });
