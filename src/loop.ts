@@ -5,8 +5,9 @@
  * the generator object itself: that is how a diamond runs once, how a finished
  * coroutine's result is read again, and why results are weak (the task dies
  * with its generator). Runnable tasks wait in one FIFO ring, the run queue. A
- * task that yields coroutines waits for them with a counter, `waitingFor`;
- * each child keeps the list of its waiters and counts them down when it ends.
+ * task that yields coroutines waits for them with a counter (kept in its
+ * `value` meanwhile); each child keeps the list of its waiters and counts them
+ * down when it ends.
  *
  * Everything else — sleeps, events, semaphores, threads, promises — is a
  * {@linkcode Wait}: the loop parks the task on it and forgets it until the
@@ -47,12 +48,13 @@ export interface LoopOptions {
 const TASK: unique symbol = Symbol("tinyio.task");
 
 // Task states.
-const QUEUED = 0; // in the run queue (or about to be)
-const RUNNING = 1; // being stepped
-const WAITING = 2; // waiting for coroutines: `waitingOn` is the child task or the gather's slots
-const PARKED = 3; // parked on a Wait: `waitingOn` is the Wait
-const DONE = 4; // returned: `value` is the result
-const FAILED = 5; // threw or was cancelled: `value` is the error
+const QUEUED = 0; // in the run queue (or about to be): the next step sends `value` in
+const THROWING = 1; // in the run queue: the next step throws `value` in
+const RUNNING = 2; // being stepped
+const WAITING = 3; // waiting for coroutines: `waitingOn` is the child task or the gather's slots
+const PARKED = 4; // parked on a Wait: `waitingOn` is the Wait
+const DONE = 5; // returned: `value` is the result
+const FAILED = 6; // threw or was cancelled: `value` is the error
 
 /** Called when a watched task ends; return true to take over its failure. */
 export type Observer = (task: Task) => boolean | void;
@@ -72,15 +74,17 @@ export abstract class Wait {
   abstract unpark(task: Task): void;
 }
 
-/** The loop's record of one coroutine. */
+/**
+ * The loop's record of one coroutine. It lives as long as its generator, so it
+ * is kept small: every field costs 8 bytes per coroutine.
+ */
 export class Task {
-  /** Next step throws `value` into the coroutine instead of sending it. */
-  throwing = false;
-  /** What the next step sends in (or throws); the result or error once ended. */
+  /**
+   * What the next step sends in (or throws); the result or error once ended;
+   * while waiting on a gather, how many of its children have not ended yet.
+   */
   value: unknown = undefined;
   state = QUEUED;
-  /** How many children a gather still waits for. */
-  waitingFor = 0;
   /** The child task, the gather's slots, or the Wait this task is waiting on. */
   waitingOn: Task | unknown[] | Wait | null = null;
   // Who waits for this task: the first inline (most tasks have one), the rest
@@ -99,6 +103,10 @@ export class Task {
     readonly starter: Task | null,
   ) {}
 
+  /** True while queued to have `value` thrown in at its next step. */
+  get throwing(): boolean {
+    return this.state === THROWING;
+  }
   /** True once the coroutine returned or failed. */
   get ended(): boolean {
     return this.state >= DONE;
@@ -279,7 +287,7 @@ export class Core {
       this.#queue[this.#head] = undefined;
       this.#head = (this.#head + 1) & this.#mask;
       // A task cancelled while queued is skipped here.
-      if (task.state === QUEUED) step(task);
+      if (task.state <= THROWING) step(task);
       if (--countdown === 0) {
         // Reading the clock costs ten steps, so read it every `stride` steps,
         // with `stride` adapted so that a read comes about every 0.25–1 ms.
@@ -356,16 +364,12 @@ function childrenOf(t: Task): Task[] {
 
 function step(task: Task): void {
   const value = task.value;
+  const throwing = task.state === THROWING;
   task.value = undefined;
   task.state = RUNNING;
   let r: IteratorResult<unknown, unknown>;
   try {
-    if (task.throwing) {
-      task.throwing = false;
-      r = task.gen.throw(value);
-    } else {
-      r = task.gen.next(value);
-    }
+    r = throwing ? task.gen.throw(value) : task.gen.next(value);
   } catch (error) {
     failed(task, error);
     return;
@@ -413,7 +417,6 @@ function waitOne(task: Task, child: Task, gen: object): void {
   } else {
     task.state = WAITING;
     task.waitingOn = child;
-    task.waitingFor = 1;
     addWaiter(child, task, -1);
   }
 }
@@ -462,7 +465,7 @@ function gather(task: Task, coros: unknown[]): void {
   } else {
     task.state = WAITING;
     task.waitingOn = slots;
-    task.waitingFor = pending;
+    task.value = pending; // counted down by `notify`
   }
 }
 
@@ -509,9 +512,9 @@ function removeWaiter(child: Task, waiter: Task | Observer): void {
 
 /** Schedules `task` to have `error` thrown in at its current yield. */
 function throwInto(task: Task, error: unknown): void {
-  task.throwing = true;
   task.value = error;
   task.run.core.driver.schedule(task);
+  task.state = THROWING;
 }
 
 function unlink(task: Task): void {
@@ -554,7 +557,11 @@ function notify(child: Task, waiter: Task | Observer, slot: number): void {
   } else {
     const slots = waiter.waitingOn as unknown[];
     slots[slot] = child.value;
-    if (--waiter.waitingFor !== 0) return;
+    const pending = (waiter.value as number) - 1;
+    if (pending !== 0) {
+      waiter.value = pending;
+      return;
+    }
     waiter.value = slots;
   }
   waiter.waitingOn = null;
@@ -594,6 +601,12 @@ function endFailed(task: Task, error: unknown): boolean {
     for (let i = 0; i < entries.length; i += 2) {
       const w = entries[i];
       if (typeof w === "function" && w(task) === true) handled = true;
+    }
+    // A coroutine of the library (`fromPromise`, `runInThread` …) hands its
+    // error to the coroutines waiting on it, so that `yield p` and `yield* p`
+    // behave alike: `try { yield fromPromise(p) } catch {}` catches.
+    if (!handled && primitives.has(Object.getPrototypeOf(task.gen))) {
+      handled = entries.some((w) => w instanceof Task);
     }
     if (handled) {
       for (let i = 0; i < entries.length; i += 2) {
@@ -646,7 +659,7 @@ function detach(task: Task): void {
   if (task.state === PARKED) (on as Wait).unpark(task);
   else if (on instanceof Task) removeWaiter(on, task);
   else if (Array.isArray(on)) { for (const c of on) if (c instanceof Task) removeWaiter(c, task); }
-  task.waitingFor = 0;
+  task.value = undefined;
 }
 
 /**
@@ -664,7 +677,6 @@ export function cancelTask(task: Task, cancel: CancelledError): void {
     run.otherErrors.push(error);
   }
   task.state = RUNNING;
-  task.throwing = false;
   task.value = undefined;
   let r: IteratorResult<unknown, unknown>;
   try {
@@ -697,9 +709,9 @@ export function cancelTask(task: Task, cancel: CancelledError): void {
 /** Stops `task` waiting and throws `error` into it at its current yield (a timeout). */
 export function interrupt(task: Task, error: unknown): void {
   if (task.state === WAITING || task.state === PARKED) detach(task);
-  if (task.state === QUEUED) {
+  if (task.state <= THROWING) {
     // Already in the queue: throw at that step instead of queueing it twice.
-    task.throwing = true;
+    task.state = THROWING;
     task.value = error;
   } else if (task.state < DONE) {
     throwInto(task, error);
@@ -711,7 +723,9 @@ function maybeEnd(run: Run): void {
   run.ended = true;
   const driver = run.core.driver;
   driver.runs.delete(run);
-  if (run.atEnd !== null) for (const fn of run.atEnd) fn();
+  if (run.atEnd !== null) {
+    for (const fn of run.atEnd) fn();
+  }
   run.onEnd(run);
   driver.wake();
 }
@@ -760,6 +774,19 @@ export function release(task: Task): void {
  */
 export function atRunEnd(task: Task, fn: () => void): void {
   (task.run.atEnd ??= []).push(fn);
+}
+
+const primitives = new WeakSet<object>();
+
+/**
+ * Marks a generator function of this library whose coroutines may fail with
+ * an error meant for their caller (a rejected promise, an error in a worker):
+ * when such a coroutine fails while coroutines wait on it, the error is thrown
+ * into them, as it would be with `yield*`, instead of failing the run.
+ */
+// deno-lint-ignore no-explicit-any
+export function primitive(fn: (...args: any[]) => Coro): void {
+  primitives.add(fn.prototype);
 }
 
 /** The task of a coroutine, if a loop has seen it. */
@@ -884,13 +911,13 @@ function invalidElement(items: unknown[], i: number, what: string): string {
  *
  * @example
  * ```ts
- * import { Loop, sleep } from "@tinyio/core";
+ * import { type Coro, Loop, sleep } from "@tinyio/core";
  *
- * function* slowAddOne(x: number) {
+ * function* slowAddOne(x: number): Coro<number> {
  *   yield sleep(10);
  *   return x + 1;
  * }
- * function* main() {
+ * function* main(): Coro<number> {
  *   const [four, five] = yield [slowAddOne(3), slowAddOne(4)];
  *   return four + five;
  * }

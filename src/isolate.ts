@@ -1,0 +1,223 @@
+/**
+ * Isolation: a nested loop whose crash stays inside it (`isolate`), and the
+ * pipe that carries an outer coroutine's result into it (`copy`).
+ *
+ * @module
+ */
+
+import { CancelledError } from "./errors.ts";
+import { type Coro, isGenerator } from "./coro.ts";
+import {
+  atRunEnd,
+  Core,
+  crash,
+  describe,
+  fail,
+  hold,
+  type Observer,
+  primitive,
+  release,
+  resume,
+  type Run,
+  type Task,
+  taskOf,
+  unwatch,
+  Wait,
+  watch,
+} from "./loop.ts";
+
+/**
+ * A coroutine parked on a nested loop. The nested loop has its own core (its
+ * own coroutines, its own crash domain) but is stepped by the outer loop's
+ * driver and reads its clock, so the two interleave fairly and share virtual
+ * time. When the nested run ends, its result or error resumes the task.
+ */
+class Isolation<T> extends Wait {
+  #nested: Run | null = null;
+  // Set when the waiting task was cancelled: the nested run is being torn down.
+  #abandoned = false;
+  // Whether the errors raised while tearing it down are the outer run's to report.
+  #reportErrors = false;
+
+  constructor(readonly coro: Coro<T>, readonly exceptionGroup: boolean | undefined) {
+    super();
+  }
+
+  park(task: Task): void {
+    if (taskOf(this.coro) !== undefined) {
+      throw new TypeError(
+        `isolate() takes a coroutine that no loop has seen yet, got one that already ran or ` +
+          "is running (it cannot belong to two loops). Pass a fresh coroutine, or pass " +
+          "`yield* copy(coro)`: a fresh coroutine that returns what `coro` returns.",
+      );
+    }
+    const core = new Core(task.clock, task.run.core.driver);
+    this.#nested = core.startRun(this.coro, this.exceptionGroup, (run) => this.#ended(task, run));
+  }
+
+  #ended(task: Task, run: Run): void {
+    if (this.#abandoned) {
+      // Errors raised while cancelling the nested coroutines are errors raised
+      // while cancelling the outer task, as they would be on one loop.
+      if (this.#reportErrors) task.run.otherErrors.push(...run.otherErrors);
+      release(task);
+    } else if (!run.crashed) {
+      resume(task, this, [run.root!.value, true]);
+    } else if (run.error instanceof CancelledError) {
+      // A cancellation is never captured: it goes on to the outer loop.
+      fail(task, this, run.error);
+    } else {
+      resume(task, this, [run.rejection(), false]);
+    }
+  }
+
+  unpark(task: Task): void {
+    const nested = this.#nested!;
+    if (nested.ended) return;
+    // The outer task stops waiting (cancelled, timed out): cancel the nested
+    // coroutines, and hold the outer run until the nested one has stopped
+    // (its `fromPromise` promises settled, its workers gone).
+    this.#abandoned = true;
+    hold(task);
+    // Already crashed on its own and still tearing down: that failure, which
+    // nobody waits for now, is dropped, and so are the errors of its teardown;
+    // crashing it again would report this cancellation as one of them.
+    if (nested.crashed) return;
+    this.#reportErrors = true;
+    const outer = task.run;
+    crash(
+      nested,
+      new CancelledError("isolate(): the coroutine waiting on this isolated loop was cancelled", {
+        cause: outer.crashed ? outer.error : undefined,
+      }),
+    );
+  }
+}
+
+/**
+ * Runs `coro` on a nested loop, so that a crash inside cancels only the
+ * coroutines of that loop: resumes with `[value, true]` when `coro` returns,
+ * or `[error, false]` when it or a coroutine it started fails (`error` follows
+ * `options.exceptionGroup`, as `run`'s rejection does). The outer loop carries
+ * on either way.
+ *
+ * The nested loop is driven by the outer one and shares its clock (virtual
+ * time included). `CancelledError` is never captured: cancelling the
+ * coroutine that waits on `isolate` cancels every coroutine of the nested
+ * loop, and the cancellation goes on.
+ *
+ * `coro`, and every coroutine it yields, must be new to the outer loop (a
+ * coroutine belongs to one loop): to use an outer coroutine's result inside,
+ * pass a copy, made by {@linkcode copy}.
+ *
+ * @example
+ * ```ts
+ * import { type Coro, isolate, Loop } from "@tinyio/core";
+ *
+ * function* flaky(): Coro<number> {
+ *   yield;
+ *   throw new Error("flaked");
+ * }
+ * function* main(): Coro<string> {
+ *   const [error, ok] = yield* isolate(flaky());
+ *   return ok ? "fine" : `recovered from ${(error as Error).message}`;
+ * }
+ * console.assert(await new Loop().run(main()) === "recovered from flaked");
+ * ```
+ */
+export function isolate<T>(
+  coro: Coro<T>,
+  options: { exceptionGroup?: boolean } = {},
+): Coro<[T, true] | [Error, false]> {
+  if (!isGenerator(coro)) {
+    throw new TypeError(
+      `isolate() takes a coroutine (a generator object, such as f() for function* f), ` +
+        `got ${describe(coro)}.`,
+    );
+  }
+  return isolating(new Isolation(coro, options.exceptionGroup));
+}
+
+function* isolating<T>(wait: Isolation<T>): Coro<[T, true] | [Error, false]> {
+  return yield wait;
+}
+
+/**
+ * A coroutine parked on the end of a task of possibly another loop: resumes
+ * with its result, or throws its error.
+ */
+class Replay extends Wait {
+  #observer: Observer | null = null;
+
+  constructor(readonly original: Task) {
+    super();
+  }
+
+  park(task: Task): void {
+    this.#observer = (original) => {
+      if (original.succeeded) resume(task, this, original.value);
+      else fail(task, this, original.value);
+    };
+    watch(this.original, this.#observer);
+    // The loop tells no observer of a failure while its run crashes; the end
+    // of that run does tell this one (a stale call is ignored).
+    if (!this.original.ended) atRunEnd(this.original, () => this.#observer!(this.original));
+  }
+
+  unpark(): void {
+    unwatch(this.original, this.#observer!);
+  }
+}
+
+/**
+ * Starts `coro` in the background, if it has not started, and returns at once
+ * a fresh coroutine that waits for `coro` and returns the very same value (or
+ * throws the very same error). The copy may run anywhere: inside
+ * {@linkcode isolate}, on another loop, under `toPromise`. This is how an
+ * isolated loop uses a result of the outer one.
+ *
+ * `coro` is started as a background coroutine of the caller's run: if it
+ * fails while nothing else handles its failure, the run fails, as it would if
+ * it had been yielded in a Set.
+ *
+ * @example
+ * ```ts
+ * import { copy, type Coro, isolate, join, Loop } from "@tinyio/core";
+ *
+ * function* config(): Coro<{ retries: number }> {
+ *   yield;
+ *   return { retries: 3 };
+ * }
+ * function* useConfig(get: Coro<{ retries: number }>): Coro<number> {
+ *   const c = yield* join(get);
+ *   return c.retries;
+ * }
+ * function* main(): Coro<number> {
+ *   const shared = config(); // a coroutine of the outer loop
+ *   const [retries, ok] = yield* isolate(useConfig(yield* copy(shared)));
+ *   return ok ? retries : -1;
+ * }
+ * console.assert(await new Loop().run(main()) === 3);
+ * ```
+ */
+export function copy<T>(coro: Coro<T>): Coro<Coro<T>> {
+  if (!isGenerator(coro)) {
+    throw new TypeError(
+      `copy() takes a coroutine (a generator object, such as f() for function* f), ` +
+        `got ${describe(coro)}.`,
+    );
+  }
+  return copying(coro);
+}
+
+function* copying<T>(coro: Coro<T>): Coro<Coro<T>> {
+  // Starts it on this loop, unless it has started already; a coroutine of
+  // another loop is a TypeError thrown in here.
+  yield new Set([coro]);
+  return replay<T>(new Replay(taskOf(coro)!));
+}
+
+function* replay<T>(wait: Replay): Coro<T> {
+  return yield wait;
+}
+primitive(replay);
