@@ -26,5 +26,15 @@
 export { all, type Coro, join, type Results } from "./src/coro.ts";
 export { Loop, type LoopOptions, type RunOptions } from "./src/loop.ts";
 export { CancelledError, TimeoutError } from "./src/errors.ts";
-export { sleep } from "./src/time.ts";
-export { Event } from "./src/sync.ts";
+export { sleep, timeout } from "./src/time.ts";
+export { asCompleted, Barrier, Event, Lock, type Permit, Semaphore } from "./src/sync.ts";
+export { fromPromise, toPromise } from "./src/promise.ts";
+export { copy, isolate } from "./src/isolate.ts";
+export {
+  cancelled,
+  runInThread,
+  type ThreadFn,
+  type ThreadFunction,
+  threadFunction,
+  ThreadPool,
+} from "./src/thread.ts";

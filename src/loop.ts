@@ -22,7 +22,18 @@ import { CancelledError } from "./errors.ts";
 import { type Clock, RealClock, VirtualClock } from "./clock.ts";
 import { type Coro, isGenerator } from "./coro.ts";
 
-/** Options of {@linkcode Loop.prototype.run}. */
+/**
+ * Options of {@linkcode Loop.prototype.run}.
+ *
+ * @example
+ * ```ts
+ * import { Loop, sleep } from "@tinyio/core";
+ *
+ * const options = { exceptionGroup: true, signal: AbortSignal.timeout(10) };
+ * const error = await new Loop().run(sleep(1_000), options).catch((e) => e);
+ * console.assert(error instanceof AggregateError); // errors[0] is the signal's reason
+ * ```
+ */
 export interface RunOptions {
   /**
    * What `run` rejects with when a coroutine fails: `false`, that error;
@@ -35,7 +46,18 @@ export interface RunOptions {
   signal?: AbortSignal;
 }
 
-/** Options of the {@linkcode Loop} constructor. */
+/**
+ * Options of the {@linkcode Loop} constructor.
+ *
+ * @example
+ * ```ts
+ * import { Loop, sleep } from "@tinyio/core";
+ *
+ * const loop = new Loop({ clock: "virtual" });
+ * await loop.run(sleep(60_000)); // at once
+ * console.assert(loop.now() === 60_000);
+ * ```
+ */
 export interface LoopOptions {
   /**
    * `"real"` (default): host time. `"virtual"`: the loop's own time, which
@@ -671,6 +693,11 @@ function detach(task: Task): void {
 export function cancelTask(task: Task, cancel: CancelledError): void {
   const run = task.run;
   if (task.state >= DONE) return;
+  // An error handed to the task that it has not seen yet (queued to be thrown
+  // in: a worker's error, a rejection) is thrown in instead of the
+  // cancellation, so that it is not lost: it comes back as an other error.
+  const pending = task.state === THROWING && !(task.value instanceof CancelledError);
+  const thrown = pending ? task.value : cancel;
   try {
     detach(task);
   } catch (error) {
@@ -680,7 +707,7 @@ export function cancelTask(task: Task, cancel: CancelledError): void {
   task.value = undefined;
   let r: IteratorResult<unknown, unknown>;
   try {
-    r = task.gen.throw(cancel);
+    r = task.gen.throw(thrown);
   } catch (error) {
     if (error instanceof CancelledError) run.cancelErrors.push(error);
     else run.otherErrors.push(error);

@@ -873,3 +873,17 @@ test("a fromPromise started in the background that rejects fails the run", async
   }
   await assert.rejects(new Loop().run(main()), (e) => e === oops);
 });
+
+test("two rejections handed over in the same turn are both reported: none is lost", async () => {
+  const first = new Error("first");
+  const second = new Error("second");
+  function* main(): Coro<void> {
+    yield [fromPromise(Promise.reject(first)), fromPromise(Promise.reject(second))];
+  }
+  // The first rejection is thrown into main; before main runs, the second
+  // fails the run. main still gets the first thrown in (not a CancelledError)
+  // and, re-throwing it, reports it among the other errors.
+  const e = await new Loop().run(main()).catch((e) => e);
+  assert.ok(e instanceof AggregateError, String(e));
+  assert.deepEqual(e.errors, [second, first]);
+});

@@ -1,0 +1,1062 @@
+/**
+ * Threads: blocking work on Deno Workers — `runInThread`, `threadFunction`,
+ * `ThreadPool` and `cancelled`.
+ *
+ * A pool keeps Web Workers that all run one bootstrap (`workerMain` below),
+ * loaded from a `blob:` URL so that no read permission is needed. A call is a
+ * {@linkcode Wait}: parking posts the function (its source text, or a module
+ * URL and an export name) and the arguments to an idle worker; the reply
+ * resumes or fails the task. The task's run holds from park until the worker
+ * has really stopped.
+ *
+ * Stopping a worker: `Worker.terminate()` does not interrupt synchronous
+ * JavaScript in Deno 2.9, and after it no message tells when the worker
+ * stopped. So a cancelled call raises the worker's shared-memory flag (what
+ * `cancelled()` reads) and posts a stop request. A worker that is awaiting
+ * answers it at once (its event loop is free, so nothing of the task runs);
+ * a busy one replies when its call returns. Either reply means the worker
+ * is idle at its event loop: it is terminated then, and the hold released.
+ *
+ * Idle workers would keep the process alive, so a pool terminates them when
+ * the last run that used it ends (a run-end hook, no timer): a script exits as
+ * soon as its work is done, and no worker outlives a test.
+ *
+ * @module
+ */
+
+import type { Coro } from "./coro.ts";
+import { CancelledError } from "./errors.ts";
+import {
+  atRunEnd,
+  crash,
+  describe,
+  fail,
+  hold,
+  primitive,
+  release,
+  resume,
+  type Run,
+  type Task,
+  Wait,
+} from "./loop.ts";
+
+/**
+ * What runs on a worker: a self-contained function, or a module export named
+ * by {@linkcode threadFunction}; `A` are its arguments, `R` its result.
+ *
+ * @example
+ * ```ts
+ * import { type Coro, Loop, runInThread, type ThreadFn } from "@tinyio/core";
+ *
+ * function* twice<R>(fn: ThreadFn<[], R>): Coro<R[]> {
+ *   return yield [runInThread(fn), runInThread(fn)];
+ * }
+ * const [a, b] = await new Loop().run(twice(() => 7));
+ * console.assert(a + b === 14);
+ * ```
+ */
+export type ThreadFn<A extends unknown[], R> =
+  | ((...args: A) => R | PromiseLike<R>)
+  | ThreadFunction<(...args: A) => R | PromiseLike<R>>;
+
+/**
+ * An export of a module, to run on a worker: made by {@linkcode threadFunction}.
+ *
+ * @example
+ * ```ts
+ * import { threadFunction, type ThreadFunction } from "@tinyio/core";
+ *
+ * const f: ThreadFunction<(x: number) => number> = threadFunction(
+ *   "file:///app/tasks.ts",
+ *   "square",
+ * );
+ * console.assert(f.exportName === "square");
+ * ```
+ */
+// deno-lint-ignore no-explicit-any
+export interface ThreadFunction<F extends (...args: any[]) => any> {
+  /** The module's absolute URL. */
+  readonly module: string;
+  /** The name of the exported function. */
+  readonly exportName: string;
+  /** Type only, never set: the exported function's type, from which calls are typed. */
+  readonly signature?: F;
+}
+
+// Messages to a worker: [SETUP, flag buffer], [CALL_SOURCE, source, args],
+// [CALL_MODULE, url, exportName, args], [STOP]. From a worker: [DONE, value],
+// [FAILED, error record, whether the call saw cancelled() true], [STOPPED],
+// [STRAY, error record]. The flag buffer holds two Int32s: [0] is raised when
+// the call is cancelled; [1] when the call saw it raised.
+// (workerMain repeats these numbers: it cannot see this module.)
+const SETUP = 0, CALL_SOURCE = 1, CALL_MODULE = 2, STOP = 3;
+const DONE = 0, FAILED = 1, STRAY = 3;
+
+/** Where `cancelled()` finds the worker's flag: shared by every copy of this module in a worker. */
+const FLAG_KEY = Symbol.for("tinyio.thread.cancelled");
+
+/**
+ * Inside a thread task: true once the task's coroutine was cancelled (the run
+ * failed, a timeout expired, the pool was closed). Elsewhere — on the loop's
+ * thread, between tasks — false. It reads shared memory, cheap enough to poll
+ * in a hot loop: a long synchronous task should poll it and return early, since
+ * nothing else can stop it. A self-contained function calls it by the free name
+ * `cancelled` (the worker provides it); a module run by `threadFunction`
+ * imports it.
+ *
+ * @example
+ * ```ts
+ * import { cancelled, type Coro, Loop, runInThread } from "@tinyio/core";
+ *
+ * function countTo(n: number): number {
+ *   let i = 0;
+ *   while (i < n && !cancelled()) i++;
+ *   return i;
+ * }
+ * function* main(): Coro<number> {
+ *   return yield* runInThread(countTo, 1_000);
+ * }
+ * console.assert(await new Loop().run(main()) === 1_000);
+ * ```
+ */
+export function cancelled(): boolean {
+  const flag = (globalThis as { [FLAG_KEY]?: Int32Array })[FLAG_KEY];
+  if (flag === undefined || Atomics.load(flag, 0) === 0) return false;
+  Atomics.store(flag, 1, 1); // the call saw it: what it throws now may be its answer
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// The worker side. This function runs on every worker, from its source text:
+// it may use nothing of this module (constants are repeated, types vanish).
+
+function workerMain(): void {
+  interface Scope {
+    postMessage(message: unknown): void;
+    onmessage: ((event: MessageEvent) => void) | null;
+    addEventListener(type: string, listener: (event: Event & Partial<ErrorEvent>) => void): void;
+  }
+  interface ErrorRecord {
+    name?: string;
+    message?: string;
+    stack?: string;
+    cause?: ErrorRecord;
+    props?: Record<string, unknown>;
+    thrown?: unknown;
+  }
+  type Fn = (...args: unknown[]) => unknown;
+  const scope = globalThis as unknown as Scope;
+  const here = import.meta.url; // frames of this bootstrap are cut from stacks
+  let flag = new Int32Array(2);
+  const cancelled = () => {
+    if (Atomics.load(flag, 0) === 0) return false;
+    Atomics.store(flag, 1, 1);
+    return true;
+  };
+  const sawCancelled = () => Atomics.load(flag, 1) !== 0;
+  const compiled = new Map<string, Fn>(); // source text → function
+  const loaded = new Map<string, Fn>(); // url + " " + export name → function
+  let current = 0; // the call running, or 0: a late reply of an ended call is dropped
+  let calls = 0;
+
+  scope.onmessage = (event) => {
+    const m = event.data;
+    switch (m[0]) {
+      case 0: // SETUP
+        flag = new Int32Array(m[1]);
+        (globalThis as Record<symbol, unknown>)[Symbol.for("tinyio.thread.cancelled")] = flag;
+        return;
+      case 1: // CALL_SOURCE
+        return start(m[2], () => compile(m[1]), true);
+      case 2: // CALL_MODULE
+        return start(m[3], () => loaded.get(m[1] + " " + m[2]) ?? load(m[1], m[2]), false);
+      case 3: // STOP: answering proves that no code of the task is running now
+        scope.postMessage([2]);
+    }
+  };
+  // An error the task leaves behind (a throwing timer, an unhandled rejection)
+  // fails the call if it is still running; the worker lives on.
+  scope.addEventListener("error", (event) => {
+    event.preventDefault();
+    stray(event.error);
+  });
+  scope.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    stray((event as unknown as { reason: unknown }).reason);
+  });
+
+  function start(args: unknown[], getFn: () => Fn | Promise<Fn>, fromSource: boolean): void {
+    const id = current = ++calls;
+    let fn: Fn | Promise<Fn>;
+    try {
+      fn = getFn();
+    } catch (error) {
+      return failed(id, error, false);
+    }
+    if (fn instanceof Promise) {
+      fn.then((f) => invoke(id, f, args, fromSource), (error) => failed(id, error, false));
+    } else {
+      invoke(id, fn, args, fromSource);
+    }
+  }
+
+  function invoke(id: number, fn: Fn, args: unknown[], fromSource: boolean): void {
+    let value: unknown;
+    try {
+      value = fn(...args);
+    } catch (error) {
+      return failed(id, error, fromSource);
+    }
+    if (typeof (value as PromiseLike<unknown> | null)?.then === "function") {
+      Promise.resolve(value).then(
+        (v) => done(id, v),
+        (error) => failed(id, error, fromSource),
+      );
+    } else {
+      done(id, value);
+    }
+  }
+
+  function done(id: number, value: unknown): void {
+    if (id !== current) return;
+    current = 0;
+    try {
+      scope.postMessage([0, value]);
+    } catch (error) {
+      scope.postMessage([1, {
+        name: "TypeError",
+        message: `the result (${kind(value)}) cannot be sent back from the worker: ${
+          (error as Error).message
+        }. Results are structured-cloned: return plain data.`,
+        stack: "",
+      }, sawCancelled()]);
+    }
+  }
+
+  function failed(id: number, error: unknown, fromSource: boolean): void {
+    if (id !== current) return;
+    current = 0;
+    if (fromSource && error instanceof ReferenceError) explainFreeName(error);
+    report([1, record(error, 0), sawCancelled()]);
+  }
+
+  function stray(error: unknown): void {
+    if (current !== 0) failed(current, error, false);
+    else report([3, record(error, 0)]);
+  }
+
+  function report(message: unknown[]): void {
+    try {
+      scope.postMessage(message);
+    } catch {
+      // Something in the error cannot be cloned: send its text only.
+      const r = message[1] as ErrorRecord;
+      message[1] = "thrown" in r
+        ? { thrown: String(r.thrown) }
+        : { name: r.name, message: r.message, stack: r.stack };
+      scope.postMessage(message);
+    }
+  }
+
+  function record(error: unknown, depth: number): ErrorRecord {
+    if (!(error instanceof Error)) return { thrown: error };
+    // Cut this bootstrap's frames and the worker's event dispatch below the task's own.
+    const lines = String(error.stack ?? "").split("\n").filter((line) => !line.includes(here));
+    while (lines.length > 1 && /^\s+at .*\(?ext:[^)]*\)?$/.test(lines[lines.length - 1])) {
+      lines.pop();
+    }
+    const r: ErrorRecord = {
+      name: String(error.name),
+      message: String(error.message),
+      stack: lines.join("\n"),
+    };
+    if (error.cause !== undefined && depth < 8) r.cause = record(error.cause, depth + 1);
+    const props: Record<string, unknown> = {};
+    for (const key of Object.keys(error)) {
+      if (key !== "name" && key !== "message" && key !== "stack" && key !== "cause") {
+        props[key] = (error as unknown as Record<string, unknown>)[key];
+      }
+    }
+    r.props = props;
+    return r;
+  }
+
+  function explainFreeName(error: ReferenceError): void {
+    const name = /^(\S+) is not defined/.exec(error.message)?.[1];
+    if (name === undefined) return;
+    const old = `${error.name}: ${error.message}`;
+    const stack = String(error.stack ?? ""); // formatted now, with the old message
+    error.message += `: runInThread sends a function to the worker by its source text, so ` +
+      `it cannot use variables of its enclosing scope (here \`${name}\`), only its arguments, ` +
+      "globals and `cancelled`. Pass the value as an argument, or export the function from " +
+      'a module and run threadFunction(new URL("./tasks.ts", import.meta.url), "name").';
+    if (stack.startsWith(old)) {
+      error.stack = `${error.name}: ${error.message}${stack.slice(old.length)}`;
+    }
+  }
+
+  function compile(source: string): Fn {
+    let fn = compiled.get(source);
+    if (fn !== undefined) return fn;
+    const name = /^(?:async\s*)?(?:function\s*\*?\s*)?([\w$]+)\s*\(/.exec(source)?.[1] ?? "";
+    const make = (text: string) =>
+      new Function(
+        "cancelled",
+        `"use strict";\nreturn (${text}\n);\n//# sourceURL=runInThread(${name || "anonymous"})`,
+      );
+    let factory: (c: () => boolean) => Fn;
+    try {
+      factory = make(source) as typeof factory;
+    } catch {
+      // A method (`square(x) {…}`, `async load() {…}`) is not an expression: make it one.
+      try {
+        factory = make(source.replace(/^(async\s+)?/, "$1function ")) as typeof factory;
+      } catch (error) {
+        throw new TypeError(
+          `runInThread could not rebuild the function from its source text (${
+            (error as Error).message
+          }): ${source.slice(0, 60)}… Pass a function expression or an arrow function, ` +
+            "or export it from a module and use threadFunction.",
+        );
+      }
+    }
+    fn = factory(cancelled);
+    if (compiled.size >= 256) compiled.clear();
+    compiled.set(source, fn);
+    return fn;
+  }
+
+  async function load(url: string, exportName: string): Promise<Fn> {
+    let module: Record<string, unknown>;
+    try {
+      module = await import(url);
+    } catch (error) {
+      if (error instanceof Error && /Requires read access/.test(error.message)) {
+        const old = `${error.name}: ${error.message}`;
+        const stack = String(error.stack ?? ""); // formatted now, with the old message
+        error.message = `threadFunction(${JSON.stringify(url)}, ${JSON.stringify(exportName)}): ` +
+          `the worker may not read the module or one of its imports: ${
+            error.message.split("\n")[0]
+          }` +
+          ". Grant it: run Deno with --allow-read (or --allow-read=<the module's directory>), " +
+          "and for a ThreadPool with `permissions`, list it there too ({ read: [...] }).";
+        error.stack = stack.replace(old, `${error.name}: ${error.message}`);
+      }
+      throw error;
+    }
+    const fn = module[exportName];
+    if (typeof fn !== "function") {
+      const exports = Object.keys(module);
+      throw new TypeError(
+        `threadFunction(${JSON.stringify(url)}, ${JSON.stringify(exportName)}): ` +
+          (exportName in module
+            ? `the export "${exportName}" is ${kind(fn)}, not a function.`
+            : `the module has no export named "${exportName}"; its exports are ${
+              exports.length === 0 ? "none" : exports.map((e) => `"${e}"`).join(", ")
+            }.`),
+      );
+    }
+    loaded.set(url + " " + exportName, fn as Fn);
+    return fn as Fn;
+  }
+
+  function kind(x: unknown): string {
+    if (x === null) return "null";
+    if (typeof x === "object") return `an object (${Object.prototype.toString.call(x)})`;
+    return typeof x === "function" ? `a function` : `${String(x)} (${typeof x})`;
+  }
+}
+
+let bootstrap: string | undefined;
+
+/** The worker's module: `workerMain`'s source text, as a blob: URL made once. */
+function bootstrapUrl(): string {
+  bootstrap ??= URL.createObjectURL(
+    new Blob([`(${workerMain.toString()})();\n`], { type: "text/javascript" }),
+  );
+  return bootstrap;
+}
+
+// ---------------------------------------------------------------------------
+// The loop side.
+
+let workersAlive = 0;
+let workersMade = 0;
+
+/**
+ * How many workers of this module are alive now. For tests (not exported from
+ * `mod.ts`): after a test, none should be.
+ */
+export function liveWorkers(): number {
+  return workersAlive;
+}
+
+// States of a call.
+const NEW = 0, QUEUED = 1, RUNNING = 2, STOPPING = 3, ENDED = 4;
+const NO_ERROR: unique symbol = Symbol("no error");
+
+/** One worker and the call it runs. */
+class Thread {
+  readonly worker: Worker;
+  /** The cancellation flag of its calls, shared with the worker. */
+  readonly flag: Int32Array = new Int32Array(new SharedArrayBuffer(8));
+  call: Call | null = null;
+
+  constructor(pool: Pool) {
+    const options: WorkerOptions & { deno?: { permissions: Deno.PermissionOptions } } = {
+      type: "module",
+      name: `tinyio thread ${++workersMade}`,
+    };
+    if (pool.permissions !== "inherit") options.deno = { permissions: pool.permissions };
+    this.worker = new Worker(bootstrapUrl(), options);
+    workersAlive++;
+    this.worker.onmessage = (event) => pool.reply(this, event.data);
+    this.worker.onerror = (event) => {
+      event.preventDefault();
+      pool.died(this, new Error(`A thread's worker failed: ${event.message}`));
+    };
+    this.worker.onmessageerror = () => {
+      pool.died(this, new TypeError("A thread's reply could not be received (deserialized)."));
+    };
+    this.worker.postMessage([SETUP, this.flag.buffer]);
+  }
+
+  terminate(): void {
+    this.worker.terminate();
+    workersAlive--;
+  }
+}
+
+/** A call of a function on a worker: what a coroutine of `runInThread` parks on. */
+class Call extends Wait {
+  state = NEW;
+  task: Task | null = null;
+  thread: Thread | null = null;
+  /** The worker's error, once it reached the loop. */
+  error: unknown = NO_ERROR;
+
+  constructor(readonly pool: Pool, readonly message: unknown[], readonly label: string) {
+    super();
+  }
+  park(task: Task): void {
+    this.pool.submit(this, task);
+  }
+  unpark(): void {
+    this.pool.withdraw(this);
+  }
+}
+
+/** The workers of `runInThread` or of one `ThreadPool`, and the calls waiting for one. */
+class Pool {
+  closed = false;
+  readonly #idle: Thread[] = [];
+  readonly #threads = new Set<Thread>();
+  /** Places taken: running calls, and cancelled ones whose worker has not stopped yet. */
+  #taken = 0;
+  readonly #queue: (Call | undefined)[] = [];
+  #head = 0;
+  /** The runs that used this pool and have not ended: while any has, idle workers are kept. */
+  readonly #runs = new Set<Run>();
+
+  constructor(
+    readonly max: number,
+    readonly permissions: Deno.PermissionOptions,
+    readonly owner: string,
+  ) {}
+
+  submit(call: Call, task: Task): void {
+    if (this.closed) throw closedError(this.owner);
+    if (typeof globalThis.Worker !== "function") {
+      throw new Error(
+        `${call.label}: this runtime has no Web Workers (globalThis.Worker is missing), so ` +
+          "nothing can run on another thread here. Run the function on the loop instead.",
+      );
+    }
+    call.task = task;
+    hold(task);
+    const run = task.run;
+    if (!this.#runs.has(run)) {
+      this.#runs.add(run);
+      atRunEnd(task, () => this.#runEnded(run));
+    }
+    if (this.#taken < this.max) {
+      this.#start(call);
+    } else {
+      call.state = QUEUED;
+      this.#queue.push(call);
+    }
+  }
+
+  /** The call's task stopped waiting (cancelled, timed out). */
+  withdraw(call: Call): void {
+    if (call.state === QUEUED) {
+      call.state = ENDED; // left in the queue, skipped there
+      release(call.task!);
+    } else if (call.state === RUNNING) {
+      this.#stop(call.thread!);
+    }
+  }
+
+  #start(call: Call): void {
+    this.#taken++;
+    let thread = this.#idle.pop();
+    if (thread === undefined) {
+      try {
+        thread = new Thread(this);
+      } catch (error) {
+        this.#taken--;
+        if (error instanceof Deno.errors.NotCapable) {
+          error.message += `: ${this.owner}'s permissions ask for more than this process ` +
+            "was granted; a worker's permissions can only narrow the process's.";
+        }
+        return this.#failEarly(call, error);
+      }
+      this.#threads.add(thread);
+    }
+    try {
+      thread.worker.postMessage(call.message);
+    } catch (error) {
+      this.#taken--;
+      this.#idle.push(thread);
+      return this.#failEarly(call, cloneError(call, error));
+    }
+    call.state = RUNNING;
+    call.thread = thread;
+    thread.call = call;
+  }
+
+  /** The call never reached a worker. */
+  #failEarly(call: Call, error: unknown): void {
+    const task = call.task!;
+    call.state = ENDED;
+    call.error = error;
+    fail(task, call, error);
+    release(task);
+  }
+
+  /** Raises the worker's flag and asks it to report when no code of the call runs. */
+  #stop(thread: Thread): void {
+    thread.call!.state = STOPPING;
+    Atomics.store(thread.flag, 0, 1);
+    thread.worker.postMessage([STOP]);
+  }
+
+  reply(thread: Thread, message: unknown[]): void {
+    const call = thread.call;
+    if (message[0] === STRAY) {
+      console.error(
+        "tinyio: a thread's worker raised an error after its call had returned " +
+          "(a timer or promise the function left behind):",
+        rebuild(message[1] as ErrorRecord),
+      );
+      return;
+    }
+    if (call === null) return;
+    const task = call.task!;
+    thread.call = null;
+    call.thread = null;
+    this.#taken--;
+    if (call.state === RUNNING) {
+      call.state = ENDED;
+      this.#idle.push(thread);
+      if (message[0] === DONE) {
+        resume(task, call, message[1]);
+      } else {
+        const error = rebuild(message[1] as ErrorRecord);
+        call.error = error;
+        fail(task, call, error);
+      }
+    } else {
+      // Stopping (cancelled, or the pool closed): the worker is at its event
+      // loop now, so terminate() stops it at once. What the call returned is
+      // discarded. An error it threw without having seen cancelled() true is
+      // an error of its own: a failing run reports it with its other errors.
+      call.state = ENDED;
+      this.#retire(thread);
+      const run = task.run;
+      if (message[0] === FAILED && message[2] === false && run.crashed && !run.ended) {
+        crash(run, rebuild(message[1] as ErrorRecord));
+      }
+    }
+    this.#next();
+    release(task);
+  }
+
+  /** The worker died (an error outside any call's reach): its call, if any, fails. */
+  died(thread: Thread, error: Error): void {
+    const i = this.#idle.indexOf(thread);
+    if (i >= 0) this.#idle.splice(i, 1);
+    if (this.#threads.has(thread)) this.#retire(thread);
+    const call = thread.call;
+    if (call === null) return;
+    thread.call = null;
+    this.#taken--;
+    const task = call.task!;
+    if (call.state === RUNNING) {
+      call.error = error;
+      fail(task, call, error);
+    }
+    call.state = ENDED;
+    this.#next();
+    release(task);
+  }
+
+  #retire(thread: Thread): void {
+    this.#threads.delete(thread);
+    thread.terminate();
+  }
+
+  /** Starts queued calls while there are free places. */
+  #next(): void {
+    const queue = this.#queue;
+    while (this.#taken < this.max && this.#head < queue.length) {
+      const call = queue[this.#head]!;
+      queue[this.#head++] = undefined;
+      if (call.state === QUEUED) this.#start(call);
+    }
+    if (this.#head === queue.length) {
+      queue.length = 0;
+      this.#head = 0;
+    }
+  }
+
+  #runEnded(run: Run): void {
+    this.#runs.delete(run);
+    if (this.#runs.size > 0) return;
+    for (const thread of this.#idle) this.#retire(thread);
+    this.#idle.length = 0;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const error = closedError(this.owner);
+    const queue = this.#queue;
+    for (let i = this.#head; i < queue.length; i++) {
+      const call = queue[i]!;
+      if (call.state !== QUEUED) continue;
+      call.state = ENDED;
+      call.error = error;
+      fail(call.task!, call, error);
+      release(call.task!);
+    }
+    queue.length = 0;
+    this.#head = 0;
+    for (const thread of this.#idle) this.#retire(thread);
+    this.#idle.length = 0;
+    // Running calls fail now; their runs still wait until their workers stop.
+    for (const thread of this.#threads) {
+      const call = thread.call;
+      if (call === null || call.state !== RUNNING) continue;
+      call.error = error;
+      fail(call.task!, call, error);
+      this.#stop(thread);
+    }
+  }
+}
+
+function closedError(owner: string): Error {
+  return new Error(
+    `${owner} is closed: its workers were terminated and it takes no more calls. ` +
+      "Make a new ThreadPool, or close the pool only when its work is done.",
+  );
+}
+
+/** A postMessage of the call failed: name the argument that cannot be cloned. */
+function cloneError(call: Call, error: unknown): unknown {
+  if (!(error instanceof DOMException) || error.name !== "DataCloneError") return error;
+  const args = call.message[call.message.length - 1] as unknown[];
+  for (let i = 0; i < args.length; i++) {
+    try {
+      structuredClone(args[i]);
+    } catch (e) {
+      return new TypeError(
+        `${call.label}: argument ${i + 1} (${describe(args[i])}) cannot be sent to a worker: ${
+          (e as Error).message.replace(/\.+$/, "")
+        }. Arguments and results are structured-cloned: pass plain data (no functions, ` +
+          "symbols or class behaviour).",
+      );
+    }
+  }
+  return new TypeError(`${call.label}: the arguments cannot be sent to a worker: ${error.message}`);
+}
+
+interface ErrorRecord {
+  name?: string;
+  message?: string;
+  stack?: string;
+  cause?: ErrorRecord;
+  props?: Record<string, unknown>;
+  thrown?: unknown;
+}
+
+const ERROR_CLASSES: Record<string, new (message: string, options?: ErrorOptions) => Error> = {
+  Error,
+  TypeError,
+  RangeError,
+  ReferenceError,
+  SyntaxError,
+  EvalError,
+  URIError,
+};
+
+/** The worker's error, rebuilt here with its name, message and stack. */
+function rebuild(r: ErrorRecord): unknown {
+  if ("thrown" in r) return r.thrown; // not an Error: passed through as it is
+  const name = r.name ?? "Error";
+  const denoErrors = (globalThis as { Deno?: { errors?: Record<string, unknown> } }).Deno?.errors;
+  const denoClass = Object.hasOwn(denoErrors ?? {}, name) ? denoErrors![name] : undefined;
+  const Class = Object.hasOwn(ERROR_CLASSES, name)
+    ? ERROR_CLASSES[name]
+    : typeof denoClass === "function"
+    ? denoClass as (typeof ERROR_CLASSES)[string]
+    : Error;
+  const options = r.cause === undefined ? undefined : { cause: rebuild(r.cause) };
+  const error = new Class(r.message ?? "", options);
+  if (error.name !== name) error.name = name;
+  if (r.stack) error.stack = r.stack;
+  if (r.props !== undefined) Object.assign(error, r.props);
+  return error;
+}
+
+// ---------------------------------------------------------------------------
+// The public face.
+
+const GeneratorFunction = Object.getPrototypeOf(function* () {}).constructor;
+const AsyncGeneratorFunction = Object.getPrototypeOf(async function* () {}).constructor;
+
+/** The message that runs `fn` with `args` on a worker; checks `fn`. */
+function callMessage(label: string, fn: unknown, args: unknown[]): unknown[] {
+  if (typeof fn === "function") {
+    if (fn instanceof GeneratorFunction || fn instanceof AsyncGeneratorFunction) {
+      throw new TypeError(
+        `${label}: ${describe(fn)} is a generator function; a thread runs a plain or async ` +
+          "function. To wait for a coroutine, yield it instead.",
+      );
+    }
+    const source = Function.prototype.toString.call(fn);
+    if (/\{\s*\[native code\]\s*\}$/.test(source)) {
+      throw new TypeError(
+        `${label}: ${describe(fn)} is a built-in or bound function, which has no source text ` +
+          "to send to a worker. Wrap it in an arrow function (`(x) => Math.sqrt(x)`), or " +
+          "export a function from a module and use threadFunction.",
+      );
+    }
+    return [CALL_SOURCE, source, args];
+  }
+  if (isThreadFunction(fn)) return [CALL_MODULE, fn.module, fn.exportName, args];
+  throw new TypeError(
+    `${label}: the function is ${describe(fn)}; give a self-contained function (sent by its ` +
+      'source text) or threadFunction(new URL("./tasks.ts", import.meta.url), "name").',
+  );
+}
+
+function isThreadFunction(x: unknown): x is ThreadFunction<() => unknown> {
+  if (typeof x !== "object" || x === null) return false;
+  const { module, exportName } = x as Partial<ThreadFunction<() => unknown>>;
+  return typeof module === "string" && URL.canParse(module) && typeof exportName === "string";
+}
+
+function* calling<R>(call: Call): Coro<R> {
+  try {
+    return yield call;
+  } catch (error) {
+    // Cancelled after the worker's own error had reached the loop: report that error.
+    if (error instanceof CancelledError && call.error !== NO_ERROR) throw call.error;
+    throw error;
+  }
+}
+primitive(calling);
+
+let defaultPool: Pool | undefined;
+
+/**
+ * Runs `fn(...args)` on a Deno Worker, off the loop's thread, and resumes with
+ * its result: blocking or CPU-heavy work runs in parallel while the loop goes
+ * on. `fn` is a self-contained function — sent by its source text, so it may
+ * use only its arguments, globals and `cancelled`; `async` functions are
+ * awaited — or a {@linkcode threadFunction} naming a module export, which may
+ * import anything. Arguments and results are structured-cloned; an error
+ * thrown on the worker is rethrown here with its name, message and stack.
+ * Workers are reused while the run goes on, and as many start as there are
+ * calls at once; bound them with a {@linkcode ThreadPool}. A function that is
+ * not one (or a generator function) is a `TypeError`, thrown at the call.
+ *
+ * Cancelling the coroutine raises `cancelled()` on the worker and stops it as
+ * soon as it awaits or returns; `run` settles only once it has stopped.
+ *
+ * @example
+ * ```ts
+ * import { type Coro, Loop, runInThread } from "@tinyio/core";
+ *
+ * function slowSquare(x: number): number {
+ *   const until = Date.now() + 50;
+ *   while (Date.now() < until); // blocks its worker, not the loop
+ *   return x * x;
+ * }
+ * function* main(): Coro<number[]> {
+ *   return yield [runInThread(slowSquare, 2), runInThread(slowSquare, 3)];
+ * }
+ * const [four, nine] = await new Loop().run(main()); // ~50 ms, not 100
+ * console.assert(four === 4 && nine === 9);
+ * ```
+ */
+export function runInThread<A extends unknown[], R>(fn: ThreadFn<A, R>, ...args: A): Coro<R> {
+  const label = "runInThread()";
+  const message = callMessage(label, fn, args);
+  defaultPool ??= new Pool(Infinity, "inherit", "runInThread");
+  return calling(new Call(defaultPool, message, label));
+}
+
+/**
+ * Names the export `exportName` of the module at `module` (an absolute URL:
+ * `new URL("./tasks.ts", import.meta.url)` or `import.meta.resolve(...)`), to
+ * run on a worker with {@linkcode runInThread} or a {@linkcode ThreadPool}. The
+ * module is imported on the worker, so it may import anything, and reading it
+ * takes `--allow-read` for its files. A relative string is a `TypeError`; a
+ * missing export is a `TypeError` thrown into the calling coroutine.
+ *
+ * @example
+ * ```ts
+ * import { type Coro, runInThread, threadFunction } from "@tinyio/core";
+ *
+ * // tasks.ts, next to this module: export function hash(text: string): number { … }
+ * const hash = threadFunction<(text: string) => number>(
+ *   new URL("./tasks.ts", import.meta.url),
+ *   "hash",
+ * );
+ * function* main(): Coro<number> {
+ *   return yield* runInThread(hash, "some text"); // typed: (text: string) => number
+ * }
+ * ```
+ */
+// deno-lint-ignore no-explicit-any
+export function threadFunction<F extends (...args: any[]) => any>(
+  module: string | URL,
+  exportName: string,
+): ThreadFunction<F> {
+  const label = `threadFunction(${describe(module)}, ${describe(exportName)})`;
+  if (!(module instanceof URL) && typeof module !== "string") {
+    throw new TypeError(`${label}: the module is a URL or a string, not ${describe(module)}.`);
+  }
+  if (!URL.canParse(module)) {
+    throw new TypeError(
+      `${label}: the module must be an absolute URL, since the worker cannot know what it is ` +
+        'relative to: use new URL("./tasks.ts", import.meta.url) or import.meta.resolve("./tasks.ts").',
+    );
+  }
+  if (typeof exportName !== "string" || exportName === "") {
+    throw new TypeError(`${label}: the export name is a non-empty string.`);
+  }
+  return Object.freeze({ module: new URL(module).href, exportName });
+}
+
+/**
+ * Runs functions on at most `maxThreads` Deno Workers at a time; further calls
+ * wait in order for a free worker. `permissions` narrows what its workers may
+ * do (Deno's worker permissions: `"none"`, or an object such as
+ * `{ read: ["./data"] }`); that needs Deno's `--unstable-worker-options` flag,
+ * and the constructor throws an `Error` naming it when it can tell the flag is
+ * missing. `maxThreads` not a positive integer is a `RangeError`. `close()`
+ * (or `using`) terminates the workers; the pool cannot be used after that.
+ *
+ * @example
+ * ```ts
+ * import { type Coro, Loop, ThreadPool } from "@tinyio/core";
+ *
+ * function* main(): Coro<number[]> {
+ *   using pool = new ThreadPool(2);
+ *   return yield* pool.map((x: number) => x * x, [1, 2, 3, 4]);
+ * }
+ * console.assert((await new Loop().run(main())).join() === "1,4,9,16");
+ * ```
+ */
+export class ThreadPool implements Disposable {
+  #pool: Pool;
+
+  /** Makes a pool of at most `maxThreads` workers, with the given permissions (default `"inherit"`). */
+  constructor(
+    maxThreads: number,
+    options: { permissions?: "inherit" | "none" | Deno.PermissionOptionsObject } = {},
+  ) {
+    const label = `new ThreadPool(${
+      typeof maxThreads === "number" ? maxThreads : describe(maxThreads)
+    })`;
+    if (typeof maxThreads !== "number") {
+      throw new TypeError(`${label}: maxThreads is a number of workers, a positive integer.`);
+    }
+    if (!Number.isInteger(maxThreads) || maxThreads < 1) {
+      throw new RangeError(
+        `${label}: maxThreads is ${maxThreads}; give a positive integer, the most calls run at once.`,
+      );
+    }
+    const permissions = options?.permissions ?? "inherit";
+    if (
+      permissions !== "inherit" && permissions !== "none" &&
+      (typeof permissions !== "object" || permissions === null || Array.isArray(permissions))
+    ) {
+      throw new TypeError(
+        `${label}: permissions is ${describe(permissions)}; give "inherit", "none" or an ` +
+          "object of Deno permissions such as { read: true }.",
+      );
+    }
+    if (permissions !== "inherit" && workerOptionsGiven() === false) {
+      throw new Error(
+        `${label}: narrowing the permissions of workers needs Deno's --unstable-worker-options ` +
+          'flag (or "unstable": ["worker-options"] in deno.json), and this process was started ' +
+          "without it: Deno would end the whole process at the first worker. Run " +
+          '`deno run --unstable-worker-options …`, or use permissions: "inherit".',
+      );
+    }
+    this.#pool = new Pool(maxThreads, permissions, `This ThreadPool(${maxThreads})`);
+  }
+
+  /**
+   * Runs `fn(...args)` on one of the pool's workers, as the free function
+   * {@linkcode runInThread} does, waiting for a free worker first.
+   *
+   * @example
+   * ```ts
+   * import { type Coro, Loop, ThreadPool } from "@tinyio/core";
+   *
+   * function* main(): Coro<string> {
+   *   using pool = new ThreadPool(1);
+   *   return yield* pool.runInThread((s: string) => s.toUpperCase(), "hi");
+   * }
+   * console.assert(await new Loop().run(main()) === "HI");
+   * ```
+   */
+  runInThread<A extends unknown[], R>(fn: ThreadFn<A, R>, ...args: A): Coro<R> {
+    const label = "ThreadPool.runInThread()";
+    if (this.#pool.closed) throw closedError(this.#pool.owner);
+    return calling(new Call(this.#pool, callMessage(label, fn, args), label));
+  }
+
+  /**
+   * Runs `fn(x)` for every `x` of `xs` on the pool's workers and resumes with
+   * the results in the order of `xs`.
+   *
+   * @example
+   * ```ts
+   * import { type Coro, Loop, ThreadPool } from "@tinyio/core";
+   *
+   * function* main(): Coro<number[]> {
+   *   using pool = new ThreadPool(2);
+   *   return yield* pool.map((n: number) => n + 1, new Set([1, 2, 3]));
+   * }
+   * console.assert((await new Loop().run(main())).join() === "2,3,4");
+   * ```
+   */
+  map<X, R>(fn: ThreadFn<[X], R>, xs: Iterable<X>): Coro<R[]> {
+    const label = "ThreadPool.map()";
+    if (this.#pool.closed) throw closedError(this.#pool.owner);
+    if (xs === null || typeof (xs as Partial<Iterable<X>>)?.[Symbol.iterator] !== "function") {
+      throw new TypeError(`${label}: xs is ${describe(xs)}; give an iterable (an array, a Set…).`);
+    }
+    callMessage(label, fn, []); // checks fn now, not at the first element
+    const calls: Coro<R>[] = [];
+    for (const x of xs) {
+      calls.push(calling(new Call(this.#pool, callMessage(label, fn, [x]), label)));
+    }
+    return gathering(calls);
+  }
+
+  /**
+   * Terminates the pool's workers: running calls see `cancelled()` turn true
+   * and, like calls still waiting for a worker, fail with an `Error` saying the
+   * pool is closed (their runs wait until those workers have stopped). Every
+   * later use is an `Error`. A second `close()` does nothing.
+   *
+   * @example
+   * ```ts
+   * import { ThreadPool } from "@tinyio/core";
+   *
+   * const pool = new ThreadPool(4);
+   * pool.close();
+   * ```
+   */
+  close(): void {
+    this.#pool.close();
+  }
+
+  /** Same as {@linkcode ThreadPool.prototype.close}, for `using pool = new ThreadPool(n)`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function* gathering<R>(calls: Coro<R>[]): Coro<R[]> {
+  return yield calls;
+}
+primitive(gathering);
+
+// ---------------------------------------------------------------------------
+// Is --unstable-worker-options on? No runtime API says (see PLATFORM-NOTES), so
+// read the command line and the configuration files, where permitted.
+
+let workerOptions: boolean | undefined | null = null;
+
+/** True or false if this process can tell whether worker options are enabled; else undefined. */
+function workerOptionsGiven(): boolean | undefined {
+  if (workerOptions === null) workerOptions = detectWorkerOptions();
+  return workerOptions;
+}
+
+function detectWorkerOptions(): boolean | undefined {
+  if (Deno.build.standalone) return undefined; // flags compiled in: nothing tells
+  // The command line, readable only with --allow-all (Deno guards /proc).
+  let flags: string[] | undefined;
+  const cmdline = Deno.build.os === "linux" ? readIfAllowed("/proc/self/cmdline") : undefined;
+  if (typeof cmdline === "string") {
+    const argv = cmdline.split("\0");
+    if (argv[argv.length - 1] === "") argv.pop();
+    flags = argv.slice(0, argv.length - Deno.args.length); // not the script's own arguments
+    if (flags.includes("--unstable-worker-options")) return true;
+    if (flags.includes("--no-config")) return false;
+  }
+  // The configuration file: `"unstable": ["worker-options"]`.
+  const configs: string[] = [];
+  try {
+    const at = flags?.findIndex((f) => f === "--config" || f === "-c" || f.startsWith("--config="));
+    if (flags !== undefined && at !== undefined && at >= 0) {
+      const path = flags[at].startsWith("--config=") ? flags[at].slice(9) : flags[at + 1];
+      configs.push(path.startsWith("/") ? path : `${Deno.cwd()}/${path}`);
+    } else {
+      // Deno looks upwards from the main module (run) or the working directory (test).
+      const dirs = [Deno.cwd()];
+      if (Deno.mainModule.startsWith("file:")) {
+        dirs.push(decodeURIComponent(new URL(".", Deno.mainModule).pathname));
+      }
+      for (let dir of dirs) {
+        for (;;) {
+          dir = dir.replace(/\/+$/, "");
+          configs.push(`${dir}/deno.json`, `${dir}/deno.jsonc`);
+          if (dir === "") break;
+          dir = dir.slice(0, dir.lastIndexOf("/"));
+        }
+      }
+    }
+  } catch {
+    return undefined; // no permission to read the working directory
+  }
+  let unreadable = false;
+  for (const path of configs) {
+    const text = readIfAllowed(path);
+    if (text === undefined) unreadable = true;
+    else if (text !== null && /"unstable"\s*:\s*\[[^\]]*"worker-options"/.test(text)) return true;
+  }
+  // Without the command line, the flag may be there unseen.
+  return flags === undefined || unreadable ? undefined : false;
+}
+
+/** The file's text; null if it does not exist; undefined if it may not be read. */
+function readIfAllowed(path: string): string | null | undefined {
+  if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return undefined;
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory
+      ? null
+      : undefined;
+  }
+}
