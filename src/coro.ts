@@ -53,7 +53,18 @@ export function* join<T>(coro: Coro<T>): Coro<T> {
   return yield coro;
 }
 
-/** The tuple of results of a tuple of coroutines. */
+/**
+ * The tuple of results of a tuple of coroutines: what {@linkcode all} returns.
+ *
+ * @example
+ * ```ts
+ * import type { Coro, Results } from "@tinyio/core";
+ *
+ * type Pair = Results<[Coro<number>, Coro<string>]>; // [number, string]
+ * const pair: Pair = [1, "a"];
+ * console.assert(pair.length === 2);
+ * ```
+ */
 export type Results<C extends readonly Coro<unknown>[]> = {
   -readonly [K in keyof C]: C[K] extends Coro<infer R> ? R : never;
 };

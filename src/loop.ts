@@ -61,8 +61,9 @@ export interface RunOptions {
 export interface LoopOptions {
   /**
    * `"real"` (default): host time. `"virtual"`: the loop's own time, which
-   * jumps to the next deadline whenever nothing can run, for instant and
-   * exact tests of code that sleeps.
+   * jumps to the next deadline whenever nothing can run and no outside work
+   * (`runInThread`, `fromPromise`) is pending, for instant and exact tests of
+   * code that sleeps.
    */
   clock?: "real" | "virtual";
 }
@@ -695,8 +696,10 @@ export function cancelTask(task: Task, cancel: CancelledError): void {
   if (task.state >= DONE) return;
   // An error handed to the task that it has not seen yet (queued to be thrown
   // in: a worker's error, a rejection) is thrown in instead of the
-  // cancellation, so that it is not lost: it comes back as an other error.
-  const pending = task.state === THROWING && !(task.value instanceof CancelledError);
+  // cancellation, so that it is not lost: it comes back as an other error
+  // (unless it is the very error that failed the run).
+  const pending = task.state === THROWING && !(task.value instanceof CancelledError) &&
+    task.value !== run.error;
   const thrown = pending ? task.value : cancel;
   try {
     detach(task);
