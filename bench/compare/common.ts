@@ -1,0 +1,186 @@
+/**
+ * What the comparison's parts share: the workloads, their sizes and units,
+ * and the measuring helpers used inside each fresh process.
+ *
+ * @module
+ */
+
+/** The workloads of the comparison, in the order of the table. */
+export const WORKLOADS = [
+  "steps",
+  "fanout",
+  "chain",
+  "chainDeep",
+  "sleepers",
+  "semaphore",
+  "memory",
+  "memoryBare",
+  "roundTrip",
+  "startUp",
+  "pool",
+  "poolLockstep",
+] as const;
+
+/** One workload's name. */
+export type Workload = typeof WORKLOADS[number];
+
+/** The sizes the issue's table names. */
+export const SIZE = {
+  steps: 1_000_000,
+  fanout: 100_000,
+  chain: 10_000,
+  chainDeep: 1_000_000,
+  sleepers: 10_000,
+  sleepMs: 10,
+  semaphoreTasks: 20_000,
+  semaphoreCapacity: 8,
+  memory: 200_000,
+  roundTrips: 2_000,
+  poolTasks: 10_000,
+} as const;
+
+/** A time measured in alternation with the bare-generator floor, in one process. */
+export interface VsFloor {
+  /** The median time of the work, in ms. */
+  value: number;
+  /** The median time of the floor, in ms. */
+  floor: number;
+  /** The median of the ratios work / floor of runs made one right after the other. */
+  ratio: number;
+}
+
+/**
+ * A contender's implementation of a workload. It returns the figure in the
+ * raw unit of the workload (ms for timed ones; see `ROWS` in
+ * bench/compare.ts), that figure next to the floor (steps), or a string
+ * saying why it cannot run (a missing export, a stack overflow).
+ */
+export type Impl = () => Promise<number | string | VsFloor>;
+
+/** A contender: a name for the table and the workloads it implements. */
+export type Contender = Partial<Record<Workload, Impl>>;
+
+const gcHook = (globalThis as { gc?: () => void }).gc;
+
+/** Collects garbage fully (needs `--v8-flags=--expose-gc`). */
+export function gc(): void {
+  if (gcHook === undefined) throw new Error("run with --v8-flags=--expose-gc");
+  gcHook();
+  gcHook();
+}
+
+/** The heap in use after a full collection, in bytes. */
+export function heapAfterGc(): number {
+  gc();
+  return Deno.memoryUsage().heapUsed;
+}
+
+/**
+ * Times `work` in milliseconds, once the JIT has warmed up: it runs `work`
+ * until five runs or half a second have passed (at least two runs; a loop
+ * reaches its optimized code after three or four runs of a million steps),
+ * then five timed runs, each after a full collection so that no run pays for
+ * the garbage of the one before; returns their median. A run over a second is
+ * a slow peer whose JIT has long warmed up: that one run is the figure.
+ */
+export async function timeMs(work: () => unknown): Promise<number> {
+  const once = async () => {
+    gc();
+    const start = performance.now();
+    await work();
+    return performance.now() - start;
+  };
+  const first = await once();
+  if (first > 1_000) return first;
+  let warm = first;
+  for (let runs = 1; runs < 5 && (runs < 2 || warm < 500); runs++) warm += await once();
+  const timed: number[] = [];
+  for (let i = 0; i < 5; i++) timed.push(await once());
+  return median(timed);
+}
+
+/**
+ * Times `work` like {@linkcode timeMs}, each run right after a run of the
+ * floor (`SIZE.steps` bare `gen.next()` steps), so that the ratio of the two
+ * holds even when a neighbour's load changes the machine's speed halfway.
+ */
+export async function timeVsFloor(work: () => unknown): Promise<VsFloor> {
+  const floor = () => bareSteps(SIZE.steps);
+  const once = async (what: () => unknown) => {
+    gc();
+    const start = performance.now();
+    await what();
+    return performance.now() - start;
+  };
+  const first = await once(work);
+  if (first > 1_000) {
+    const f = await once(floor);
+    return { value: first, floor: f, ratio: first / f };
+  }
+  let warm = first + await once(floor);
+  for (let runs = 1; runs < 5 && (runs < 2 || warm < 500); runs++) {
+    warm += await once(floor) + await once(work);
+  }
+  const works: number[] = [];
+  const floors: number[] = [];
+  const ratios: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    floors.push(await once(floor));
+    works.push(await once(work));
+    ratios.push(works[i] / floors[i]);
+  }
+  return { value: median(works), floor: median(floors), ratio: median(ratios) };
+}
+
+function* spin(n: number): Generator<void, void, unknown> {
+  for (let i = 0; i < n; i++) yield;
+}
+
+/** Steps a fresh generator `n` times by hand: the cheapest possible suspension. */
+export function bareSteps(n: number): void {
+  const g = spin(n);
+  while (g.next().done !== true);
+}
+
+/** The median of `xs` (the mean of the middle two for an even count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/** Resolves once `ready()` holds, checking every millisecond. */
+export async function until(ready: () => boolean): Promise<void> {
+  while (!ready()) await new Promise((resolve) => setTimeout(resolve, 1));
+}
+
+/**
+ * Measures bytes per parked coroutine: `park(n)` starts `n` coroutines that
+ * each suspend until `release()` is called, and resolves once all of them are
+ * parked; the heap grown by then, after a full collection, divided by `n`.
+ * A small warm-up round runs first so compiled code is not counted.
+ */
+export async function bytesPerParked(
+  park: (n: number) => Promise<{ release: () => void; done: Promise<unknown> }>,
+): Promise<number> {
+  const warm = await park(1_000);
+  warm.release();
+  await warm.done;
+  const n = SIZE.memory;
+  const before = heapAfterGc();
+  const parked = await park(n);
+  // Let the scheduler go idle (a loop's slice, an effection tick) first.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const after = heapAfterGc();
+  parked.release();
+  await parked.done;
+  return (after - before) / n;
+}
+
+/** The source of the echo worker that the bare `postMessage` baselines use. */
+export const ECHO_WORKER = "self.onmessage = (e) => self.postMessage(e.data);";
+
+/** A module URL for a worker made from `source` (needs no permission). */
+export function blobUrl(source: string): string {
+  return URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+}

@@ -1,0 +1,181 @@
+/**
+ * The workloads in plain JavaScript: async functions, `Promise.all`,
+ * `setTimeout`, a hand-written FIFO promise semaphore and bare Workers.
+ *
+ * @module
+ */
+
+import {
+  blobUrl,
+  bytesPerParked,
+  type Contender,
+  ECHO_WORKER,
+  SIZE,
+  timeMs,
+  timeVsFloor,
+} from "./common.ts";
+
+async function spin(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await null;
+}
+
+async function child(i: number): Promise<number> {
+  await null;
+  return i;
+}
+
+async function fanout(n: number): Promise<number> {
+  const children: Promise<number>[] = new Array(n);
+  for (let i = 0; i < n; i++) children[i] = child(i);
+  return (await Promise.all(children)).length;
+}
+
+async function chain(depth: number): Promise<number> {
+  if (depth === 0) {
+    await null;
+    return 0;
+  }
+  return (await chain(depth - 1)) + 1;
+}
+
+async function sleepers(n: number, ms: number): Promise<void> {
+  const sleeps: Promise<void>[] = new Array(n);
+  for (let i = 0; i < n; i++) sleeps[i] = new Promise((resolve) => setTimeout(resolve, ms));
+  await Promise.all(sleeps);
+}
+
+/** A FIFO semaphore on promises: a released permit goes straight to the longest waiter. */
+class FifoSemaphore {
+  #free: number;
+  #waiters: ((() => void) | undefined)[] = [];
+  #head = 0;
+
+  constructor(permits: number) {
+    this.#free = permits;
+  }
+  acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+  release(): void {
+    if (this.#head === this.#waiters.length) {
+      this.#free++;
+      return;
+    }
+    const next = this.#waiters[this.#head]!;
+    this.#waiters[this.#head++] = undefined;
+    next();
+  }
+}
+
+async function guarded(sem: FifoSemaphore): Promise<void> {
+  await sem.acquire();
+  try {
+    await null;
+  } finally {
+    sem.release();
+  }
+}
+
+async function throughSemaphore(n: number, capacity: number): Promise<void> {
+  const sem = new FifoSemaphore(capacity);
+  const tasks: Promise<void>[] = new Array(n);
+  for (let i = 0; i < n; i++) tasks[i] = guarded(sem);
+  await Promise.all(tasks);
+}
+
+/** An echo worker and a way to wait for its next reply. */
+function echoWorker(): { worker: Worker; call: (x: number) => Promise<unknown> } {
+  const worker = new Worker(blobUrl(ECHO_WORKER), { type: "module" });
+  let reply: ((value: unknown) => void) | null = null;
+  worker.onmessage = (e) => reply!(e.data);
+  const call = (x: number) =>
+    new Promise((resolve) => {
+      reply = resolve;
+      worker.postMessage(x);
+    });
+  return { worker, call };
+}
+
+/**
+ * Sends `n` tasks to `workers`: all at once, round robin (`inFlight`
+ * Infinity), or at most `inFlight` per worker, the next one on each reply.
+ */
+function spread(workers: Worker[], n: number, inFlight: number): Promise<void> {
+  return new Promise((resolve) => {
+    let sent = 0;
+    let received = 0;
+    for (const w of workers) {
+      w.onmessage = () => {
+        if (++received === n) resolve();
+        else if (inFlight !== Infinity && sent < n) w.postMessage(sent++);
+      };
+    }
+    const first = inFlight === Infinity ? n : Math.min(n, inFlight * workers.length);
+    while (sent < first) workers[sent % workers.length].postMessage(sent++);
+  });
+}
+
+async function throughput(inFlight: number): Promise<number> {
+  const url = blobUrl(ECHO_WORKER);
+  const workers = [0, 1].map(() => new Worker(url, { type: "module" }));
+  try {
+    const ms = await timeMs(() => spread(workers, SIZE.poolTasks, inFlight));
+    return SIZE.poolTasks / ms * 1000;
+  } finally {
+    for (const w of workers) w.terminate();
+  }
+}
+
+/** Plain JavaScript's side of every workload. */
+export const contender: Contender = {
+  steps: () => timeVsFloor(() => spin(SIZE.steps)),
+  fanout: () => timeMs(() => fanout(SIZE.fanout)),
+  chain: () => timeMs(() => chain(SIZE.chain)),
+  chainDeep: async () => {
+    try {
+      return await timeMs(() => chain(SIZE.chainDeep));
+    } catch (e) {
+      if (e instanceof RangeError) return "stack overflow";
+      throw e;
+    }
+  },
+  sleepers: () => timeMs(() => sleepers(SIZE.sleepers, SIZE.sleepMs)),
+  semaphore: () => timeMs(() => throughSemaphore(SIZE.semaphoreTasks, SIZE.semaphoreCapacity)),
+  // Parked: an async function awaiting a pending promise, gathered by Promise.all.
+  memory: () =>
+    bytesPerParked((n) => {
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => open = resolve);
+      const waiter = async () => {
+        await gate;
+      };
+      const waiters: Promise<void>[] = new Array(n);
+      for (let i = 0; i < n; i++) waiters[i] = waiter();
+      return Promise.resolve({ release: open, done: Promise.all(waiters) });
+    }),
+  roundTrip: async () => {
+    const { worker, call } = echoWorker();
+    try {
+      for (let i = 0; i < 200; i++) await call(i);
+      const start = performance.now();
+      for (let i = 0; i < SIZE.roundTrips; i++) await call(i);
+      return (performance.now() - start) * 1000 / SIZE.roundTrips;
+    } finally {
+      worker.terminate();
+    }
+  },
+  startUp: async () => {
+    const start = performance.now();
+    const { worker, call } = echoWorker();
+    await call(1);
+    const ms = performance.now() - start;
+    worker.terminate();
+    return ms;
+  },
+  pool: () => throughput(Infinity),
+  poolLockstep: () => throughput(1),
+};

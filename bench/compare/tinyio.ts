@@ -1,0 +1,148 @@
+/**
+ * The workloads on @tinyio/core.
+ *
+ * @module
+ */
+
+import { type Coro, Event, Loop, runInThread, Semaphore, sleep, ThreadPool } from "../../mod.ts";
+import { resume, type Task, Wait } from "../../src/loop.ts";
+import { bytesPerParked, type Contender, SIZE, timeMs, timeVsFloor } from "./common.ts";
+
+function* spin(n: number): Coro<void> {
+  for (let i = 0; i < n; i++) yield;
+}
+
+function* child(i: number): Coro<number> {
+  yield;
+  return i;
+}
+
+function* fanout(n: number): Coro<number> {
+  const children: Coro<number>[] = new Array(n);
+  for (let i = 0; i < n; i++) children[i] = child(i);
+  const results: number[] = yield children;
+  return results.length;
+}
+
+// Coroutine `depth` waits for coroutine `depth - 1`, scheduled on its own.
+function* chain(depth: number): Coro<number> {
+  if (depth === 0) {
+    yield;
+    return 0;
+  }
+  return (yield chain(depth - 1)) + 1;
+}
+
+function* sleepers(n: number, ms: number): Coro<void> {
+  const sleeps: Coro<void>[] = new Array(n);
+  for (let i = 0; i < n; i++) sleeps[i] = sleep(ms);
+  yield sleeps;
+}
+
+function* guarded(sem: Semaphore): Coro<void> {
+  using _permit = yield* sem.acquire();
+  yield;
+}
+
+function* throughSemaphore(n: number, capacity: number): Coro<void> {
+  const sem = new Semaphore(capacity);
+  const tasks: Coro<void>[] = new Array(n);
+  for (let i = 0; i < n; i++) tasks[i] = guarded(sem);
+  yield tasks;
+}
+
+const inc = (x: number) => x + 1;
+
+// Warm round trips: the first calls start the worker (which a run keeps
+// until it ends), so the timed ones come later in the same run.
+function* roundTrips(warm: number, n: number): Coro<number> {
+  for (let i = 0; i < warm; i++) yield runInThread(inc, i);
+  const start = performance.now();
+  for (let i = 0; i < n; i++) yield runInThread(inc, i);
+  return (performance.now() - start) * 1000 / n;
+}
+
+/** The least a wait can be: it keeps its tasks in an array until released. */
+class Hold extends Wait {
+  readonly tasks: Task[] = [];
+  park(task: Task): void {
+    this.tasks.push(task);
+  }
+  unpark(): void {}
+  release(): void {
+    for (const task of this.tasks) resume(task, this, undefined);
+  }
+}
+
+/** Resolves with `parked` once `count()` reaches `n`, checking every millisecond. */
+function whenParked<T>(n: number, count: () => number, parked: T): Promise<T> {
+  return new Promise((resolve) => {
+    const check = () => {
+      if (count() === n) resolve(parked);
+      else setTimeout(check, 1);
+    };
+    check();
+  });
+}
+
+/** @tinyio/core's side of every workload. */
+export const contender: Contender = {
+  steps: () => timeVsFloor(() => new Loop().run(spin(SIZE.steps))),
+  fanout: () => timeMs(() => new Loop().run(fanout(SIZE.fanout))),
+  chain: () => timeMs(() => new Loop().run(chain(SIZE.chain))),
+  chainDeep: () => timeMs(() => new Loop().run(chain(SIZE.chainDeep))),
+  sleepers: () => timeMs(() => new Loop().run(sleepers(SIZE.sleepers, SIZE.sleepMs))),
+  semaphore: () =>
+    timeMs(() => new Loop().run(throughSemaphore(SIZE.semaphoreTasks, SIZE.semaphoreCapacity))),
+  // Parked: a coroutine started by a gather, suspended in `yield* event.wait()`.
+  memory: () =>
+    bytesPerParked((n) => {
+      const event = new Event();
+      let parked = 0;
+      function* waiter(): Coro<void> {
+        parked++;
+        yield* event.wait();
+      }
+      function* main(): Coro<void> {
+        const waiters: Coro<void>[] = new Array(n);
+        for (let i = 0; i < n; i++) waiters[i] = waiter();
+        yield waiters;
+      }
+      const done = new Loop().run(main());
+      return whenParked(n, () => parked, { release: () => event.set(), done });
+    }),
+  // Parked: the same, suspended in `yield hold` on a Wait that only keeps its
+  // tasks in an array: what the loop itself keeps per coroutine.
+  memoryBare: () =>
+    bytesPerParked((n) => {
+      const hold = new Hold();
+      let parked = 0;
+      function* waiter(): Coro<void> {
+        parked++;
+        yield hold;
+      }
+      function* main(): Coro<void> {
+        const waiters: Coro<void>[] = new Array(n);
+        for (let i = 0; i < n; i++) waiters[i] = waiter();
+        yield waiters;
+      }
+      const done = new Loop().run(main());
+      return whenParked(n, () => parked, { release: () => hold.release(), done });
+    }),
+  roundTrip: () => new Loop().run(roundTrips(200, SIZE.roundTrips)),
+  startUp: async () => {
+    const start = performance.now();
+    await new Loop().run(runInThread(inc, 1));
+    return performance.now() - start;
+  },
+  pool: async () => {
+    const pool = new ThreadPool(2);
+    try {
+      const xs = Array.from({ length: SIZE.poolTasks }, (_, i) => i);
+      const ms = await timeMs(() => new Loop().run(pool.map(inc, xs)));
+      return SIZE.poolTasks / ms * 1000;
+    } finally {
+      pool.close();
+    }
+  },
+};
