@@ -720,10 +720,11 @@ export function cancelTask(task: Task, cancel: CancelledError): void {
   if (task.state >= DONE) return;
   // An error handed to the task that it has not seen yet (queued to be thrown
   // in: a worker's error, a rejection) is thrown in instead of the
-  // cancellation, so that it is not lost: it comes back as an other error
-  // (unless it is the very error that failed the run).
+  // cancellation, so that it is not lost: it comes back as an other error.
+  // Not so an interruption (a timeout's TimeoutError, which the cancellation
+  // supersedes), nor an error already reported as a cause of this cancellation.
   const pending = task.state === THROWING && !(task.value instanceof CancelledError) &&
-    task.value !== run.error;
+    !interruptions.has(task.value as object) && !isCauseOf(task.value, cancel);
   const thrown = pending ? task.value : cancel;
   try {
     detach(task);
@@ -760,8 +761,21 @@ export function cancelTask(task: Task, cancel: CancelledError): void {
   maybeEnd(run);
 }
 
+/** Errors thrown in by `interrupt`: not reported again when a cancellation overtakes them. */
+const interruptions = new WeakSet<object>();
+
+/** True if `error` is `cancel`'s cause, or its cause's cause … */
+function isCauseOf(error: unknown, cancel: Error): boolean {
+  for (let c: unknown = cancel.cause; c !== undefined; c = (c as Error).cause) {
+    if (c === error) return true;
+    if (!(c instanceof Error)) break;
+  }
+  return false;
+}
+
 /** Stops `task` waiting and throws `error` into it at its current yield (a timeout). */
-export function interrupt(task: Task, error: unknown): void {
+export function interrupt(task: Task, error: object): void {
+  interruptions.add(error);
   if (task.state === WAITING || task.state === PARKED) detach(task);
   if (task.state <= THROWING) {
     // Already in the queue: throw at that step instead of queueing it twice.

@@ -7,7 +7,7 @@
 
 import type { Clock, Deadline } from "./clock.ts";
 import { type Coro, isGenerator } from "./coro.ts";
-import { describe, resume, type Task, taskOf, Wait, watch } from "./loop.ts";
+import { describe, resume, Task, taskOf, Wait, watch } from "./loop.ts";
 import { checkMs } from "./time.ts";
 
 /** Waits on an event without a timeout: one shared by all such waiters of the event. */
@@ -16,7 +16,7 @@ class EventWait extends Wait {
     super();
   }
   park(task: Task): void {
-    waitersOf(this.event).push(task, this);
+    waitersOf(this.event).push(task);
   }
   unpark(): void {
     // Left in the list: `resume` ignores a task that no longer waits here.
@@ -29,24 +29,27 @@ class TimedEventWait extends Wait implements Deadline {
   at = 0;
   seq = 0;
   index = -1;
-  #task: Task | null = null;
+  task: Task | null = null;
   #clock: Clock | null = null;
 
   constructor(readonly event: Event, readonly ms: number) {
     super();
   }
   park(task: Task): void {
-    this.#task = task;
+    this.task = task;
     this.#clock = task.clock;
     this.#clock.add(this, this.ms);
-    waitersOf(this.event).push(task, this);
+    waitersOf(this.event).push(this);
   }
   unpark(): void {
     this.#clock!.remove(this);
     dropStale(this.event);
   }
   fire(): void {
-    resume(this.#task!, this, false);
+    resume(this.task!, this, false);
+    // Timed out: its place in the list is stale now, as after unpark (else a
+    // never-set event would keep every timed-out waiter).
+    dropStale(this.event);
   }
   /** Woken by `set()`: the deadline goes. */
   cancelDeadline(): void {
@@ -54,7 +57,7 @@ class TimedEventWait extends Wait implements Deadline {
   }
 }
 
-let waitersOf: (event: Event) => (Task | Wait)[];
+let waitersOf: (event: Event) => (Task | TimedEventWait)[];
 let dropStale: (event: Event) => void;
 
 /**
@@ -85,8 +88,10 @@ let dropStale: (event: Event) => void;
  */
 export class Event {
   #set = false;
-  // Parked tasks and the wait each is parked on, as pairs.
-  #waiters: (Task | Wait)[] = [];
+  // The waiters: a task parked on the shared `#wait`, or a timed wait (which
+  // knows its task). One entry each, not (task, wait) pairs: 8 bytes less per
+  // waiter, for events that thousands wait on.
+  #waiters: (Task | TimedEventWait)[] = [];
   #stale = 0;
   #wait: EventWait = new EventWait(this);
 
@@ -95,14 +100,10 @@ export class Event {
     dropStale = (event) => {
       // Unparked tasks stay in the list (removing each would cost O(n)); compact
       // once they are half of it, so a never-set event does not grow forever.
-      if (++event.#stale * 4 > event.#waiters.length) {
-        const live: (Task | Wait)[] = [];
-        const ws = event.#waiters;
-        for (let i = 0; i < ws.length; i += 2) {
-          const task = ws[i] as Task;
-          if (!task.ended && task.waitingOn === ws[i + 1]) live.push(task, ws[i + 1]);
-        }
-        event.#waiters = live;
+      if (++event.#stale * 2 > event.#waiters.length) {
+        event.#waiters = event.#waiters.filter((w) =>
+          w instanceof Task ? w.waitingOn === event.#wait : w.task!.waitingOn === w
+        );
         event.#stale = 0;
       }
     };
@@ -120,10 +121,13 @@ export class Event {
     const ws = this.#waiters;
     this.#waiters = [];
     this.#stale = 0;
-    for (let i = 0; i < ws.length; i += 2) {
-      const wait = ws[i + 1] as Wait;
-      if (wait instanceof TimedEventWait) wait.cancelDeadline();
-      resume(ws[i] as Task, wait, true);
+    for (const w of ws) {
+      if (w instanceof Task) {
+        resume(w, this.#wait, true);
+      } else {
+        w.cancelDeadline();
+        resume(w.task!, w, true);
+      }
     }
   }
 
@@ -148,12 +152,17 @@ export class Event {
    */
   wait(timeoutMs: number = Infinity): Coro<boolean> {
     checkMs("Event.wait()", timeoutMs);
-    return this.#waiting(timeoutMs);
+    return timeoutMs === Infinity ? this.#waitingForever() : this.#waitingAtMost(timeoutMs);
   }
 
-  *#waiting(ms: number): Coro<boolean> {
-    if (this.#set) return true;
-    return yield ms === Infinity ? this.#wait : new TimedEventWait(this, ms);
+  // Two generators, so that the common one has no argument: a parked
+  // generator keeps a slot for each argument and local (8 bytes each).
+  *#waitingForever(): Coro<boolean> {
+    return this.#set || (yield this.#wait) as boolean;
+  }
+
+  *#waitingAtMost(ms: number): Coro<boolean> {
+    return this.#set || (yield new TimedEventWait(this, ms)) as boolean;
   }
 }
 
@@ -299,6 +308,15 @@ class Acquire extends Wait {
  * ```
  */
 export class Semaphore {
+  // V8 drops compiled code along with the hidden classes it was compiled
+  // against, once their last object is collected (see `Core.#keepShapes`):
+  // one of each kept here spares every new semaphore's run the slow start.
+  static #keepShapes: unknown[] = [
+    new Semaphore(1),
+    new Acquire(new Permits(1)),
+    new SemaphorePermit(new Permits(1)),
+  ];
+
   #permits: Permits;
 
   /** Makes a semaphore with `value` permits (a positive integer). */

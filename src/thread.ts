@@ -86,11 +86,11 @@ export interface ThreadFunction<F extends (...args: any[]) => any> {
 // Messages to a worker: [SETUP, flag buffer], [CALL_SOURCE, source, args],
 // [CALL_MODULE, url, exportName, args], [STOP]. From a worker: [DONE, value],
 // [FAILED, error record, whether the call saw cancelled() true], [STOPPED],
-// [STRAY, error record]. The flag buffer holds two Int32s: [0] is raised when
+// [STRAY, error record], [CLOSING]. The flag buffer holds two Int32s: [0] is raised when
 // the call is cancelled; [1] when the call saw it raised.
 // (workerMain repeats these numbers: it cannot see this module.)
 const SETUP = 0, CALL_SOURCE = 1, CALL_MODULE = 2, STOP = 3;
-const DONE = 0, FAILED = 1, STRAY = 3;
+const DONE = 0, FAILED = 1, STRAY = 3, CLOSING = 4;
 
 /** Where `cancelled()` finds the worker's flag: shared by every copy of this module in a worker. */
 const FLAG_KEY = Symbol.for("tinyio.thread.cancelled");
@@ -184,6 +184,14 @@ function workerMain(): void {
     event.preventDefault();
     stray((event as unknown as { reason: unknown }).reason);
   });
+  // A task that calls `self.close()` ends the worker without an answer: say
+  // so first, so that the loop fails its call instead of waiting forever.
+  const global = globalThis as { close?: () => void };
+  const close = global.close;
+  global.close = () => {
+    scope.postMessage([4]); // CLOSING
+    close?.call(globalThis);
+  };
 
   function start(args: unknown[], getFn: () => Fn | Promise<Fn>, fromSource: boolean): void {
     const id = current = ++calls;
@@ -543,6 +551,13 @@ class Pool {
 
   reply(thread: Thread, message: unknown[]): void {
     const call = thread.call;
+    if (message[0] === CLOSING) {
+      this.died(
+        thread,
+        new Error("A thread's worker closed itself (self.close()) during its call."),
+      );
+      return;
+    }
     if (message[0] === STRAY) {
       console.error(
         "tinyio: a thread's worker raised an error after its call had returned " +
