@@ -750,11 +750,14 @@ export function cancelTask(task: Task, cancel: CancelledError): void {
       "`if (e instanceof CancelledError) throw e`). It was closed with return(); " +
       "a resource may have leaked.",
   );
-  if (!r.done) {
+  // return() runs the pending finally blocks; one that yields again suspends
+  // the generator once more, so repeat (a bounded number of times).
+  for (let i = 0; i < 100 && !r.done; i++) {
     try {
-      task.gen.return(undefined);
+      r = task.gen.return(undefined);
     } catch (error) {
       run.otherErrors.push(error);
+      break;
     }
   }
   endFailed(task, cancel);
@@ -949,7 +952,7 @@ function hint(x: unknown): string {
   if (typeof x === "function") {
     return Object.getPrototypeOf(x)?.constructor?.name === "GeneratorFunction"
       ? " Call it: `yield f()`."
-      : "";
+      : " If it returns a coroutine, call it: `yield f()`.";
   }
   if (typeof x === "object" && typeof (x as { then?: unknown }).then === "function") {
     return " Wrap it: `yield fromPromise(p)`.";
@@ -1026,7 +1029,7 @@ export class Loop {
    * console.assert(await loop.run(c) === 42); // a finished coroutine: its recorded result
    * ```
    */
-  run<T>(coro: Coro<T>, options: RunOptions = {}): Promise<T> {
+  run<T>(coro: Coro<T>, options?: RunOptions): Promise<T> {
     return runOn(this.#core, coro, options);
   }
 
@@ -1049,7 +1052,17 @@ export class Loop {
 }
 
 /** Runs `coro` on `core` (a loop's `run`). */
-export function runOn<T>(core: Core, coro: Coro<T>, options: RunOptions = {}): Promise<T> {
+export function runOn<T>(core: Core, coro: Coro<T>, options?: RunOptions): Promise<T> {
+  options ??= {};
+  const group = options.exceptionGroup;
+  if (group !== undefined && typeof group !== "boolean") {
+    return Promise.reject(
+      new TypeError(
+        `run(coro, { exceptionGroup }): exceptionGroup is ${describe(group)}; ` +
+          "give true, false or leave it out.",
+      ),
+    );
+  }
   if (!isGenerator(coro)) {
     return Promise.reject(
       new TypeError(

@@ -689,3 +689,52 @@ test("an Event waking a coroutine through `yield ev.wait()` (a child coroutine) 
   assert.ok(woken > 0 && followUp === woken + 2, log.join());
   assert.match(log[woken + 1], /^s\d$/); // the ready spinner ran in between
 });
+
+test("a coroutine that yields in nested finally blocks while cancelled is closed all the way", async () => {
+  const boom = new Error("boom");
+  const log: string[] = [];
+  function* nested(): Coro<void> {
+    try {
+      try {
+        yield sleep(10_000);
+      } finally {
+        log.push("inner finally");
+        yield; // misbehaves: yields during cancellation
+        log.push("never");
+      }
+    } finally {
+      log.push("outer finally");
+      yield; // and again
+      log.push("never either");
+    }
+  }
+  const warnings = await captureWarnings(async () => {
+    await assert.rejects(
+      new Loop().run(function* (): Coro<void> {
+        yield [nested(), fails(boom)];
+      }()),
+      (e) => e === boom,
+    );
+  });
+  assert.deepEqual(log, ["inner finally", "outer finally"]);
+  assert.equal(warnings.length, 1);
+});
+
+test("run options: null is no options; a non-boolean exceptionGroup is a TypeError", async () => {
+  assert.equal(await new Loop().run(value(1), null as never), 1);
+  await assert.rejects(
+    new Loop().run(value(1), { exceptionGroup: "yes" as never }),
+    (e: Error) => e instanceof TypeError && /exceptionGroup is "yes"/.test(e.message),
+  );
+});
+
+test("yielding a plain function hints at calling it", async () => {
+  function* main(): Coro<unknown> {
+    try {
+      yield sleep;
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
+  assert.match(await new Loop().run(main()) as string, /function sleep.*call it: `yield f\(\)`/);
+});
