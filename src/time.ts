@@ -41,6 +41,10 @@ export function checkMs(what: string, ms: unknown): asserts ms is number {
 
 /** A parked sleep: a deadline that resumes its task. */
 class Sleep extends Wait implements Deadline {
+  // Keeps Sleep's hidden class, and the code compiled against it, alive
+  // between runs (see `Core.#keepShapes`).
+  static #keepShape: Sleep = new Sleep(0);
+
   at = 0;
   seq = 0;
   index = -1;

@@ -315,6 +315,46 @@ test("Event: a waiter cancelled by a crash leaves the event usable", async () =>
   assert.equal(await new Loop().run(event.wait()), true);
 });
 
+test("Event: after many waiters timed out or gave up, set wakes each remaining one once", async () => {
+  // Timed and untimed waiters in one list; those that leave make the list
+  // compact itself several times before the set.
+  const event = new Event();
+  const woken: string[] = [];
+  function* waiter(name: string, ms: number): Coro<boolean> {
+    const got = yield* event.wait(ms);
+    if (got) woken.push(name);
+    return got;
+  }
+  function* main(): Coro<boolean[][]> {
+    const gaveUp = Array.from({ length: 40 }, (_, i) => waiter(`u${i}`, Infinity));
+    const stay = [waiter("forever", Infinity), waiter("long", 1_000)];
+    const expire = Array.from({ length: 40 }, (_, i) => waiter(`t${i}`, 5 + i));
+    const [, inTime] = yield* timeout(
+      function* () {
+        yield gaveUp;
+      }(),
+      3,
+    );
+    assert.equal(inTime, false);
+    const gather = function* (coros: Coro<boolean>[]): Coro<boolean[]> {
+      return yield coros;
+    };
+    const [late, stayed] = yield [
+      gather(expire),
+      gather(stay),
+      function* () {
+        yield sleep(100);
+        event.set();
+      }(),
+    ];
+    return [late, stayed];
+  }
+  const [late, stayed] = await new Loop({ clock: "virtual" }).run(main());
+  assert.deepEqual(late, new Array(40).fill(false));
+  assert.deepEqual(stayed, [true, true]);
+  assert.deepEqual(woken.sort(), ["forever", "long"]);
+});
+
 // --- Semaphore and Lock -----------------------------------------------------------
 
 /** tinyio's counting test: fails if more than `limit` coroutines are inside at once. */
