@@ -815,6 +815,10 @@ export function resume(task: Task, wait: Wait, value: unknown): void {
 /** Throws `error` into `task`, parked on `wait`. Ignored if it no longer waits there. */
 export function fail(task: Task, wait: Wait, error: unknown): void {
   if (task.state !== PARKED || task.waitingOn !== wait) return;
+  // While its run is being cancelled, an error that the cancellation itself
+  // caused (a pool closed by a `using` in a finally) is not the task's own:
+  // the task stays parked and gets its CancelledError like every other.
+  if (task.run.crashed) return;
   task.waitingOn = null;
   throwInto(task, error);
 }

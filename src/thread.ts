@@ -25,7 +25,6 @@
  */
 
 import type { Coro } from "./coro.ts";
-import { CancelledError } from "./errors.ts";
 import {
   atRunEnd,
   crash,
@@ -401,7 +400,6 @@ export function liveWorkers(): number {
 
 // States of a call.
 const NEW = 0, QUEUED = 1, RUNNING = 2, STOPPING = 3, ENDED = 4;
-const NO_ERROR: unique symbol = Symbol("no error");
 
 /** One worker and the call it runs. */
 class Thread {
@@ -440,8 +438,6 @@ class Call extends Wait {
   state = NEW;
   task: Task | null = null;
   thread: Thread | null = null;
-  /** The worker's error, once it reached the loop. */
-  error: unknown = NO_ERROR;
 
   constructor(readonly pool: Pool, readonly message: unknown[], readonly label: string) {
     super();
@@ -537,7 +533,6 @@ class Pool {
   #failEarly(call: Call, error: unknown): void {
     const task = call.task!;
     call.state = ENDED;
-    call.error = error;
     fail(task, call, error);
     release(task);
   }
@@ -578,7 +573,6 @@ class Pool {
         resume(task, call, message[1]);
       } else {
         const error = rebuild(message[1] as ErrorRecord);
-        call.error = error;
         fail(task, call, error);
       }
     } else {
@@ -608,7 +602,6 @@ class Pool {
     this.#taken--;
     const task = call.task!;
     if (call.state === RUNNING) {
-      call.error = error;
       fail(task, call, error);
     }
     call.state = ENDED;
@@ -651,7 +644,6 @@ class Pool {
       const call = queue[i]!;
       if (call.state !== QUEUED) continue;
       call.state = ENDED;
-      call.error = error;
       fail(call.task!, call, error);
       release(call.task!);
     }
@@ -663,7 +655,6 @@ class Pool {
     for (const thread of this.#threads) {
       const call = thread.call;
       if (call === null || call.state !== RUNNING) continue;
-      call.error = error;
       fail(call.task!, call, error);
       this.#stop(thread);
     }
@@ -772,14 +763,11 @@ function isThreadFunction(x: unknown): x is ThreadFunction<() => unknown> {
   return typeof module === "string" && URL.canParse(module) && typeof exportName === "string";
 }
 
+// A call whose worker's error had reached the loop when the run was cancelled
+// reports that error instead of a CancelledError: the loop throws a pending
+// error in first (see `cancelTask`).
 function* calling<R>(call: Call): Coro<R> {
-  try {
-    return yield call;
-  } catch (error) {
-    // Cancelled after the worker's own error had reached the loop: report that error.
-    if (error instanceof CancelledError && call.error !== NO_ERROR) throw call.error;
-    throw error;
-  }
+  return yield call;
 }
 primitive(calling);
 

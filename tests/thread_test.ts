@@ -585,3 +585,26 @@ test("a threadFunction module the worker may not read fails naming --allow-read"
   assert.equal(code, 0, stderr);
   assert.match(stdout, /^TypeError: threadFunction\(".*tasks\.ts", "addTwo"\).*--allow-read/);
 });
+
+threadTest(
+  "a pool closed by `using` in a failing coroutine adds no errors: its calls are cancelled",
+  async () => {
+    const boom = new Error("boom");
+    const spin = (ms: number) => {
+      const end = performance.now() + ms;
+      while (performance.now() < end) if (cancelled()) return -1;
+      return ms;
+    };
+    function* failing(): Coro<void> {
+      yield sleep(20);
+      throw boom;
+    }
+    function* job(): Coro<void> {
+      using pool = new ThreadPool(1);
+      yield [pool.runInThread(spin, 5_000), pool.runInThread(spin, 5_000), failing()];
+    }
+    const start = performance.now();
+    await assert.rejects(new Loop().run(job()), (e) => e === boom);
+    assert.ok(performance.now() - start < 3_000, "the busy call saw cancelled() and stopped");
+  },
+);
