@@ -127,21 +127,14 @@ export function cancelled(): boolean {
 
 // ---------------------------------------------------------------------------
 // The worker side. This function runs on every worker, from its source text:
-// it may use nothing of this module (constants are repeated, types vanish).
+// it may use nothing of this module at run time (constants are repeated;
+// types, such as ErrorRecord below, vanish).
 
 function workerMain(): void {
   interface Scope {
     postMessage(message: unknown): void;
     onmessage: ((event: MessageEvent) => void) | null;
     addEventListener(type: string, listener: (event: Event & Partial<ErrorEvent>) => void): void;
-  }
-  interface ErrorRecord {
-    name?: string;
-    message?: string;
-    stack?: string;
-    cause?: ErrorRecord;
-    props?: Record<string, unknown>;
-    thrown?: unknown;
   }
   type Fn = (...args: unknown[]) => unknown;
   const scope = globalThis as unknown as Scope;
