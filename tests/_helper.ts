@@ -7,11 +7,6 @@ export function test(name: string, fn: () => void | Promise<void>): void {
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true, sanitizeExit: true });
 }
 
-/** Like `test`, but only this one runs (for debugging; never commit it). */
-export function testOnly(name: string, fn: () => void | Promise<void>): void {
-  Deno.test({ name, fn, only: true, sanitizeOps: true, sanitizeResources: true });
-}
-
 /** Runs `fn` with `console.warn` captured; returns what it printed. */
 export async function captureWarnings(fn: () => Promise<unknown>): Promise<string[]> {
   const warnings: string[] = [];
