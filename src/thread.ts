@@ -82,16 +82,31 @@ export interface ThreadFunction<F extends (...args: any[]) => any> {
   readonly signature?: F;
 }
 
-// Messages to a worker: [SETUP, flag buffer], [CALL_SOURCE, source, args],
-// [CALL_MODULE, url, exportName, args], [STOP]. From a worker: [DONE, value],
-// [FAILED, error record, whether the call saw cancelled() true], [STOPPED],
-// [STRAY, error record], [CLOSING]. The flag buffer holds two Int32s: [0] is raised when
-// the call is cancelled; [1] when the call saw it raised.
+// Messages to a worker: [SETUP, slot buffer], [CALL_SOURCE, source, args, id],
+// [CALL_MODULE, url, exportName, args, id], [STOP, id]. From a worker, one
+// answer per call, in the order the calls were sent: [DONE, value], [FAILED,
+// error record, whether the call saw cancelled() true], [SKIPPED]; and
+// [STOPPED] (the call `id` of a STOP is awaiting: nothing of it runs now),
+// [STRAY, error record], [CLOSING].
+//
+// A worker holds up to QUEUE_AHEAD calls beyond the one it runs (sent ahead,
+// so that it never waits a round trip for its next call) and runs them one at
+// a time, in order. Each call sent has a slot of two Int32s in the worker's
+// shared buffer, at (id % SLOTS) * 2: its state, and whether the call saw
+// cancelled() true. The state goes QUEUED → STARTED → ENDED on the worker; the
+// loop changes QUEUED → SKIP (withdrawn: the worker will skip it) and
+// STARTED → CANCEL (what cancelled() reads), each with compareExchange, so
+// either the worker starts a call or the loop withdraws it, never both.
 // (workerMain repeats these numbers: it cannot see this module.)
 const SETUP = 0, CALL_SOURCE = 1, CALL_MODULE = 2, STOP = 3;
-const DONE = 0, FAILED = 1, STRAY = 3, CLOSING = 4;
+const DONE = 0, FAILED = 1, STOPPED = 2, STRAY = 3, CLOSING = 4; // SKIPPED = 5
+const SLOT_QUEUED = 1, SLOT_STARTED = 2, SLOT_CANCEL = 3, SLOT_SKIP = 4; // SLOT_ENDED = 5
+/** Calls a pool's worker holds beyond the one it runs (the free pool starts a worker instead). */
+const QUEUE_AHEAD = 8;
+/** Slots per worker: more than the calls it can hold, so a slot is free again when reused. */
+const SLOTS = 16;
 
-/** Where `cancelled()` finds the worker's flag: shared by every copy of this module in a worker. */
+/** Where `cancelled()` finds the worker's check: shared by every copy of this module in a worker. */
 const FLAG_KEY = Symbol.for("tinyio.thread.cancelled");
 
 /**
@@ -119,10 +134,8 @@ const FLAG_KEY = Symbol.for("tinyio.thread.cancelled");
  * ```
  */
 export function cancelled(): boolean {
-  const flag = (globalThis as { [FLAG_KEY]?: Int32Array })[FLAG_KEY];
-  if (flag === undefined || Atomics.load(flag, 0) === 0) return false;
-  Atomics.store(flag, 1, 1); // the call saw it: what it throws now may be its answer
-  return true;
+  const check = (globalThis as { [FLAG_KEY]?: () => boolean })[FLAG_KEY];
+  return check !== undefined && check();
 }
 
 // ---------------------------------------------------------------------------
@@ -139,33 +152,65 @@ function workerMain(): void {
   type Fn = (...args: unknown[]) => unknown;
   const scope = globalThis as unknown as Scope;
   const here = import.meta.url; // frames of this bootstrap are cut from stacks
-  let flag = new Int32Array(2);
+  const SLOTS = 16, QUEUED = 1, STARTED = 2, CANCEL = 3, ENDED = 5;
+  let slots = new Int32Array(SLOTS * 2);
+  const slot = (id: number) => (id % SLOTS) * 2;
   const cancelled = () => {
-    if (Atomics.load(flag, 0) === 0) return false;
-    Atomics.store(flag, 1, 1);
+    if (current === 0 || Atomics.load(slots, slot(current)) !== CANCEL) return false;
+    Atomics.store(slots, slot(current) + 1, 1); // the call saw it: what it throws now may be its answer
     return true;
   };
-  const sawCancelled = () => Atomics.load(flag, 1) !== 0;
+  const sawCancelled = (id: number) => Atomics.load(slots, slot(id) + 1) !== 0;
   const compiled = new Map<string, Fn>(); // source text → function
   const loaded = new Map<string, Fn>(); // url + " " + export name → function
   let current = 0; // the call running, or 0: a late reply of an ended call is dropped
-  let calls = 0;
+  const waiting: unknown[][] = []; // calls sent ahead, in order
+  let draining = false;
+  let stopped = false; // answered a STOP: runs nothing more, the loop terminates it
 
   scope.onmessage = (event) => {
     const m = event.data;
     switch (m[0]) {
       case 0: // SETUP
-        flag = new Int32Array(m[1]);
-        (globalThis as Record<symbol, unknown>)[Symbol.for("tinyio.thread.cancelled")] = flag;
+        slots = new Int32Array(m[1]);
+        (globalThis as Record<symbol, unknown>)[Symbol.for("tinyio.thread.cancelled")] = cancelled;
         return;
       case 1: // CALL_SOURCE
-        return start(m[2], () => compile(m[1]), true);
       case 2: // CALL_MODULE
-        return start(m[3], () => loaded.get(m[1] + " " + m[2]) ?? load(m[1], m[2]), false);
+        waiting.push(m);
+        return drain();
       case 3: // STOP: answering proves that no code of the task is running now
-        scope.postMessage([2]);
+        if (m[1] === current) {
+          stopped = true;
+          scope.postMessage([2]);
+        } // else the call has ended and its answer is on its way
     }
   };
+
+  /** Starts the calls sent ahead, one at a time: the next when the last has ended. */
+  function drain(): void {
+    if (draining) return;
+    draining = true;
+    while (current === 0 && !stopped && waiting.length > 0) {
+      const m = waiting.shift()!;
+      const id = m[m.length - 1] as number;
+      // The loop may have withdrawn it: the one that changes QUEUED decides.
+      if (Atomics.compareExchange(slots, slot(id), QUEUED, STARTED) !== QUEUED) {
+        scope.postMessage([5]); // SKIPPED
+      } else if (m[0] === 1) {
+        start(id, m[2] as unknown[], () => compile(m[1] as string), true);
+      } else {
+        const key = m[1] + " " + m[2];
+        start(
+          id,
+          m[3] as unknown[],
+          () => loaded.get(key) ?? load(m[1] as string, m[2] as string),
+          false,
+        );
+      }
+    }
+    draining = false;
+  }
   // An error the task leaves behind (a throwing timer, an unhandled rejection)
   // fails the call if it is still running; the worker lives on.
   scope.addEventListener("error", (event) => {
@@ -185,8 +230,13 @@ function workerMain(): void {
     close?.call(globalThis);
   };
 
-  function start(args: unknown[], getFn: () => Fn | Promise<Fn>, fromSource: boolean): void {
-    const id = current = ++calls;
+  function start(
+    id: number,
+    args: unknown[],
+    getFn: () => Fn | Promise<Fn>,
+    fromSource: boolean,
+  ): void {
+    current = id;
     let fn: Fn | Promise<Fn>;
     try {
       fn = getFn();
@@ -218,8 +268,8 @@ function workerMain(): void {
   }
 
   function done(id: number, value: unknown): void {
-    if (id !== current) return;
-    current = 0;
+    if (id !== current || stopped) return;
+    Atomics.store(slots, slot(id), ENDED);
     try {
       scope.postMessage([0, value]);
     } catch (error) {
@@ -229,15 +279,19 @@ function workerMain(): void {
           (error as Error).message
         }. Results are structured-cloned: return plain data.`,
         stack: "",
-      }, sawCancelled()]);
+      }, sawCancelled(id)]);
     }
+    current = 0;
+    drain();
   }
 
   function failed(id: number, error: unknown, fromSource: boolean): void {
-    if (id !== current) return;
-    current = 0;
+    if (id !== current || stopped) return;
+    Atomics.store(slots, slot(id), ENDED);
     if (fromSource && error instanceof ReferenceError) explainFreeName(error);
-    report([1, record(error, 0), sawCancelled()]);
+    report([1, record(error, 0), sawCancelled(id)]);
+    current = 0;
+    drain();
   }
 
   function stray(error: unknown): void {
@@ -392,14 +446,22 @@ export function liveWorkers(): number {
 }
 
 // States of a call.
-const NEW = 0, QUEUED = 1, RUNNING = 2, STOPPING = 3, ENDED = 4;
+const NEW = 0, QUEUED = 1, SENT = 2, STOPPING = 3, ENDED = 4;
 
-/** One worker and the call it runs. */
+/** One worker and the calls sent to it, in order: the one it runs, then those sent ahead. */
 class Thread {
   readonly worker: Worker;
-  /** The cancellation flag of its calls, shared with the worker. */
-  readonly flag: Int32Array = new Int32Array(new SharedArrayBuffer(8));
-  call: Call | null = null;
+  /** The state and the seen-cancelled flag of each call sent, shared with the worker. */
+  readonly slots: Int32Array = new Int32Array(new SharedArrayBuffer(SLOTS * 2 * 4));
+  /**
+   * The calls sent and not answered yet, oldest first; each answer is the
+   * oldest's. Null stands for a call withdrawn and sent elsewhere, whose
+   * answer (SKIPPED) is still to come.
+   */
+  readonly sent: (Call | null)[] = [];
+  #ids = 0;
+  /** A call of it was cancelled while running: it takes no more calls and ends when it is free. */
+  tainted = false;
 
   constructor(pool: Pool) {
     const options: WorkerOptions & { deno?: { permissions: Deno.PermissionOptions } } = {
@@ -417,7 +479,40 @@ class Thread {
     this.worker.onmessageerror = () => {
       pool.died(this, new TypeError("A thread's reply could not be received (deserialized)."));
     };
-    this.worker.postMessage([SETUP, this.flag.buffer]);
+    this.worker.postMessage([SETUP, this.slots.buffer]);
+  }
+
+  /** Posts the call to the worker, in a fresh slot; throws what postMessage throws. */
+  send(call: Call): void {
+    const id = ++this.#ids;
+    const at = (id % SLOTS) * 2;
+    Atomics.store(this.slots, at, SLOT_QUEUED);
+    Atomics.store(this.slots, at + 1, 0);
+    call.message[call.message.length - 1] = id;
+    this.worker.postMessage(call.message);
+    call.id = id;
+    call.thread = this;
+    call.state = SENT;
+    this.sent.push(call);
+  }
+
+  /** Withdraws a call sent to it that the worker has not started: true if it never will. */
+  withdraw(call: Call): boolean {
+    const at = (call.id % SLOTS) * 2;
+    return Atomics.compareExchange(this.slots, at, SLOT_QUEUED, SLOT_SKIP) === SLOT_QUEUED;
+  }
+
+  /** Raises cancelled() for a started call: false if it has ended already (its answer is coming). */
+  cancel(call: Call): boolean {
+    const at = (call.id % SLOTS) * 2;
+    return Atomics.compareExchange(this.slots, at, SLOT_STARTED, SLOT_CANCEL) === SLOT_STARTED;
+  }
+
+  /** Calls sent to it whose task still waits for their answer. */
+  live(): number {
+    let n = 0;
+    for (const call of this.sent) if (call !== null && call.state !== ENDED) n++;
+    return n;
   }
 
   terminate(): void {
@@ -431,6 +526,8 @@ class Call extends Wait {
   state = NEW;
   task: Task | null = null;
   thread: Thread | null = null;
+  /** Its number on its thread (its slot), while sent. */
+  id = 0;
 
   constructor(readonly pool: Pool, readonly message: unknown[], readonly label: string) {
     super();
@@ -446,10 +543,12 @@ class Call extends Wait {
 /** The workers of `runInThread` or of one `ThreadPool`, and the calls waiting for one. */
 class Pool {
   closed = false;
+  /** Workers with no call sent, ready for one. */
   readonly #idle: Thread[] = [];
+  /** Every worker alive: never more than `max`, tainted ones included until they end. */
   readonly #threads = new Set<Thread>();
-  /** Places taken: running calls, and cancelled ones whose worker has not stopped yet. */
-  #taken = 0;
+  /** Calls sent ahead per worker: none for the free pool, which starts a worker instead. */
+  readonly #ahead: number;
   readonly #queue: (Call | undefined)[] = [];
   #head = 0;
   /** The runs that used this pool and have not ended: while any has, idle workers are kept. */
@@ -459,7 +558,9 @@ class Pool {
     readonly max: number,
     readonly permissions: Deno.PermissionOptions,
     readonly owner: string,
-  ) {}
+  ) {
+    this.#ahead = max === Infinity ? 0 : QUEUE_AHEAD;
+  }
 
   submit(call: Call, task: Task): void {
     if (this.closed) throw closedError(this.owner);
@@ -476,12 +577,9 @@ class Pool {
       this.#runs.add(run);
       atRunEnd(task, () => this.#runEnded(run));
     }
-    if (this.#taken < this.max) {
-      this.#start(call);
-    } else {
-      call.state = QUEUED;
-      this.#queue.push(call);
-    }
+    call.state = QUEUED;
+    this.#queue.push(call); // behind calls already waiting, so that calls start in order
+    this.#next();
   }
 
   /** The call's task stopped waiting (cancelled, timed out). */
@@ -489,37 +587,53 @@ class Pool {
     if (call.state === QUEUED) {
       call.state = ENDED; // left in the queue, skipped there
       release(call.task!);
-    } else if (call.state === RUNNING) {
-      this.#stop(call.thread!);
+    } else if (call.state === SENT) {
+      const thread = call.thread!;
+      if (thread.withdraw(call)) {
+        call.state = ENDED; // the worker skips it; its answer is dropped
+        release(call.task!);
+      } else {
+        this.#stop(thread, call);
+      }
     }
   }
 
-  #start(call: Call): void {
-    this.#taken++;
+  /**
+   * Sends the call to a worker if one can take it: an idle one, a new one, or
+   * the least busy one with room ahead. False if all are full.
+   */
+  #dispatch(call: Call): boolean {
     let thread = this.#idle.pop();
-    if (thread === undefined) {
+    if (thread === undefined && this.#threads.size < this.max) {
       try {
         thread = new Thread(this);
       } catch (error) {
-        this.#taken--;
         if (error instanceof Deno.errors.NotCapable) {
           error.message += `: ${this.owner}'s permissions ask for more than this process ` +
             "was granted; a worker's permissions can only narrow the process's.";
         }
-        return this.#failEarly(call, error);
+        this.#failEarly(call, error);
+        return true;
       }
       this.#threads.add(thread);
     }
-    try {
-      thread.worker.postMessage(call.message);
-    } catch (error) {
-      this.#taken--;
-      this.#idle.push(thread);
-      return this.#failEarly(call, cloneError(call, error));
+    if (thread === undefined && this.#ahead > 0) {
+      let least = this.#ahead + 1;
+      for (const t of this.#threads) {
+        if (!t.tainted && t.sent.length < least) {
+          thread = t;
+          least = t.sent.length;
+        }
+      }
     }
-    call.state = RUNNING;
-    call.thread = thread;
-    thread.call = call;
+    if (thread === undefined) return false;
+    try {
+      thread.send(call);
+    } catch (error) {
+      if (thread.sent.length === 0) this.#idle.push(thread);
+      this.#failEarly(call, cloneError(call, error));
+    }
+    return true;
   }
 
   /** The call never reached a worker. */
@@ -530,23 +644,54 @@ class Pool {
     release(task);
   }
 
-  /** Raises the worker's flag and asks it to report when no code of the call runs. */
-  #stop(thread: Thread): void {
-    thread.call!.state = STOPPING;
-    Atomics.store(thread.flag, 0, 1);
-    thread.worker.postMessage([STOP]);
+  /**
+   * A started call must stop: raise its cancelled() and ask the worker to say
+   * when no code of the call runs. The worker takes no more calls; those sent
+   * ahead that it has not started go back to the front of the queue.
+   */
+  #stop(thread: Thread, call: Call): void {
+    call.state = STOPPING;
+    if (!thread.cancel(call)) return; // it has ended: its answer is on its way
+    thread.tainted = true;
+    thread.worker.postMessage([STOP, call.id]);
+    const back: Call[] = [];
+    const sent = thread.sent;
+    for (let i = sent.indexOf(call) + 1; i < sent.length; i++) {
+      const later = sent[i];
+      if (later === null || later.state !== SENT || !thread.withdraw(later)) continue;
+      sent[i] = null;
+      later.thread = null;
+      later.state = QUEUED;
+      back.push(later);
+    }
+    this.#requeue(back);
+  }
+
+  /** Puts calls back at the front of the queue, in their order, and starts what can start. */
+  #requeue(calls: Call[]): void {
+    if (calls.length === 0) return;
+    if (this.closed) {
+      for (const call of calls) this.#failQueued(call, closedError(this.owner));
+      return;
+    }
+    const queue = this.#queue;
+    for (let i = calls.length - 1; i >= 0; i--) {
+      if (this.#head > 0) queue[--this.#head] = calls[i];
+      else queue.unshift(calls[i]);
+    }
+    this.#next();
   }
 
   reply(thread: Thread, message: unknown[]): void {
-    const call = thread.call;
-    if (message[0] === CLOSING) {
+    const kind = message[0];
+    if (kind === CLOSING) {
       this.died(
         thread,
         new Error("A thread's worker closed itself (self.close()) during its call."),
       );
       return;
     }
-    if (message[0] === STRAY) {
+    if (kind === STRAY) {
       console.error(
         "tinyio: a thread's worker raised an error after its call had returned " +
           "(a timer or promise the function left behind):",
@@ -554,66 +699,120 @@ class Pool {
       );
       return;
     }
-    if (call === null) return;
-    const task = call.task!;
-    thread.call = null;
-    call.thread = null;
-    this.#taken--;
-    if (call.state === RUNNING) {
-      call.state = ENDED;
-      this.#idle.push(thread);
-      if (message[0] === DONE) {
-        resume(task, call, message[1]);
-      } else {
-        const error = rebuild(message[1] as ErrorRecord);
-        fail(task, call, error);
+    if (!this.#threads.has(thread)) return; // terminated already
+    const call = thread.sent.shift();
+    if (call === undefined) return;
+    if (kind === STOPPED) {
+      // The stopping call awaits: nothing of it runs now, and the worker takes
+      // no more calls. Terminate it; calls behind were put back already.
+      if (call !== null && call.state !== ENDED) {
+        call.state = ENDED;
+        release(call.task!);
       }
-    } else {
-      // Stopping (cancelled, or the pool closed): the worker is at its event
-      // loop now, so terminate() stops it at once. What the call returned is
-      // discarded. An error it threw without having seen cancelled() true is
-      // an error of its own: a failing run reports it with its other errors.
-      call.state = ENDED;
-      this.#retire(thread);
-      const run = task.run;
-      if (message[0] === FAILED && message[2] === false && run.crashed && !run.ended) {
-        crash(run, rebuild(message[1] as ErrorRecord));
-      }
+      this.#abandon(thread, new Error("A thread's worker was stopped."));
+      return;
     }
-    this.#next();
-    release(task);
+    if (call !== null && call.state !== ENDED) {
+      const task = call.task!;
+      call.thread = null;
+      if (call.state === SENT) {
+        call.state = ENDED;
+        if (kind === DONE) resume(task, call, message[1]);
+        else if (kind === FAILED) fail(task, call, rebuild(message[1] as ErrorRecord));
+      } else {
+        // Stopping (cancelled, or the pool closed): what the call returned is
+        // discarded. An error it threw without having seen cancelled() true is
+        // an error of its own: a failing run reports it with its other errors.
+        call.state = ENDED;
+        const run = task.run;
+        if (kind === FAILED && message[2] === false && run.crashed && !run.ended) {
+          crash(run, rebuild(message[1] as ErrorRecord));
+        }
+      }
+      this.#freed(thread);
+      release(task);
+      return;
+    }
+    this.#freed(thread);
   }
 
-  /** The worker died (an error outside any call's reach): its call, if any, fails. */
-  died(thread: Thread, error: Error): void {
-    const i = this.#idle.indexOf(thread);
-    if (i >= 0) this.#idle.splice(i, 1);
-    if (this.#threads.has(thread)) this.#retire(thread);
-    const call = thread.call;
-    if (call === null) return;
-    thread.call = null;
-    this.#taken--;
-    const task = call.task!;
-    if (call.state === RUNNING) {
-      fail(task, call, error);
+  /** An answer came from the thread: it takes the next call, or ends if tainted. */
+  #freed(thread: Thread): void {
+    if (thread.tainted) {
+      if (thread.live() === 0) this.#retire(thread);
+    } else if (thread.sent.length === 0) {
+      this.#idle.push(thread);
     }
-    call.state = ENDED;
     this.#next();
-    release(task);
+    if (this.#idle.length > 0 && this.#head === this.#queue.length) this.#steal();
+  }
+
+  /**
+   * A worker is idle and no call waits in the queue: it takes over the oldest
+   * call sent ahead to a busy worker that has not started it, so that short
+   * calls do not wait behind a long one.
+   */
+  #steal(): void {
+    for (const busy of this.#threads) {
+      const sent = busy.sent;
+      for (let i = 1; i < sent.length; i++) {
+        const call = sent[i];
+        if (call === null || call.state !== SENT || !busy.withdraw(call)) continue;
+        sent[i] = null; // its answer, SKIPPED, is still to come
+        call.state = QUEUED;
+        call.thread = null;
+        this.#requeue([call]);
+        return;
+      }
+    }
+  }
+
+  /** The worker died (an error outside any call's reach): its running call fails, calls sent ahead are re-queued. */
+  died(thread: Thread, error: Error): void {
+    if (!this.#threads.has(thread)) return;
+    this.#abandon(thread, error);
+  }
+
+  /**
+   * Terminates the thread. Its calls not started go back to the queue; a
+   * started one fails with `error` (a stopping one just ends).
+   */
+  #abandon(thread: Thread, error: Error): void {
+    this.#retire(thread);
+    const back: Call[] = [];
+    const ended: Task[] = [];
+    for (const call of thread.sent) {
+      if (call === null || call.state === ENDED) continue;
+      call.thread = null;
+      if (call.state === SENT && thread.withdraw(call)) {
+        call.state = QUEUED;
+        back.push(call);
+        continue;
+      }
+      if (call.state === SENT) fail(call.task!, call, error);
+      call.state = ENDED;
+      ended.push(call.task!);
+    }
+    thread.sent.length = 0;
+    this.#requeue(back);
+    this.#next();
+    for (const task of ended) release(task);
   }
 
   #retire(thread: Thread): void {
-    this.#threads.delete(thread);
+    if (!this.#threads.delete(thread)) return;
+    const i = this.#idle.indexOf(thread);
+    if (i >= 0) this.#idle.splice(i, 1);
     thread.terminate();
   }
 
-  /** Starts queued calls while there are free places. */
+  /** Sends queued calls while workers can take them. */
   #next(): void {
     const queue = this.#queue;
-    while (this.#taken < this.max && this.#head < queue.length) {
+    while (this.#head < queue.length) {
       const call = queue[this.#head]!;
+      if (call.state === QUEUED && !this.#dispatch(call)) break;
       queue[this.#head++] = undefined;
-      if (call.state === QUEUED) this.#start(call);
     }
     if (this.#head === queue.length) {
       queue.length = 0;
@@ -624,8 +823,15 @@ class Pool {
   #runEnded(run: Run): void {
     this.#runs.delete(run);
     if (this.#runs.size > 0) return;
-    for (const thread of this.#idle) this.#retire(thread);
-    this.#idle.length = 0;
+    for (const thread of [...this.#threads]) {
+      if (thread.live() === 0) this.#retire(thread);
+    }
+  }
+
+  #failQueued(call: Call, error: Error): void {
+    call.state = ENDED;
+    fail(call.task!, call, error);
+    release(call.task!);
   }
 
   close(): void {
@@ -635,21 +841,24 @@ class Pool {
     const queue = this.#queue;
     for (let i = this.#head; i < queue.length; i++) {
       const call = queue[i]!;
-      if (call.state !== QUEUED) continue;
-      call.state = ENDED;
-      fail(call.task!, call, error);
-      release(call.task!);
+      if (call.state === QUEUED) this.#failQueued(call, error);
     }
     queue.length = 0;
     this.#head = 0;
-    for (const thread of this.#idle) this.#retire(thread);
-    this.#idle.length = 0;
-    // Running calls fail now; their runs still wait until their workers stop.
-    for (const thread of this.#threads) {
-      const call = thread.call;
-      if (call === null || call.state !== RUNNING) continue;
-      fail(call.task!, call, error);
-      this.#stop(thread);
+    // Calls sent ahead and not started fail now; running calls fail now too,
+    // and their runs still wait until their workers stop.
+    for (const thread of [...this.#threads]) {
+      thread.tainted = true;
+      for (const call of thread.sent) {
+        if (call === null || call.state !== SENT) continue;
+        if (thread.withdraw(call)) {
+          this.#failQueued(call, error);
+        } else {
+          fail(call.task!, call, error);
+          this.#stop(thread, call);
+        }
+      }
+      if (thread.live() === 0) this.#retire(thread);
     }
   }
 }
@@ -664,7 +873,7 @@ function closedError(owner: string): Error {
 /** A postMessage of the call failed: name the argument that cannot be cloned. */
 function cloneError(call: Call, error: unknown): unknown {
   if (!(error instanceof DOMException) || error.name !== "DataCloneError") return error;
-  const args = call.message[call.message.length - 1] as unknown[];
+  const args = call.message[call.message.length - 2] as unknown[];
   for (let i = 0; i < args.length; i++) {
     try {
       structuredClone(args[i]);
@@ -741,9 +950,9 @@ function callMessage(label: string, fn: unknown, args: unknown[]): unknown[] {
           "export a function from a module and use threadFunction.",
       );
     }
-    return [CALL_SOURCE, source, args];
+    return [CALL_SOURCE, source, args, 0]; // 0: the call's id, set when sent
   }
-  if (isThreadFunction(fn)) return [CALL_MODULE, fn.module, fn.exportName, args];
+  if (isThreadFunction(fn)) return [CALL_MODULE, fn.module, fn.exportName, args, 0];
   throw new TypeError(
     `${label}: the function is ${describe(fn)}; give a self-contained function (sent by its ` +
       'source text) or threadFunction(new URL("./tasks.ts", import.meta.url), "name").',
@@ -949,10 +1158,12 @@ export class ThreadPool implements Disposable {
     if (xs === null || typeof (xs as Partial<Iterable<X>>)?.[Symbol.iterator] !== "function") {
       throw new TypeError(`${label}: xs is ${describe(xs)}; give an iterable (an array, a Set…).`);
     }
-    callMessage(label, fn, []); // checks fn now, not at the first element
+    const first = callMessage(label, fn, []); // checks fn now, not at the first element
     const calls: Coro<R>[] = [];
     for (const x of xs) {
-      calls.push(calling(new Call(this.#pool, callMessage(label, fn, [x]), label)));
+      const message = first.slice(); // the function's text is read once
+      message[message.length - 2] = [x];
+      calls.push(calling(new Call(this.#pool, message, label)));
     }
     return gathering(calls);
   }

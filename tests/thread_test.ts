@@ -464,6 +464,139 @@ threadTest("a ThreadPool runs at most n tasks at once", async () => {
   assert.equal(Atomics.load(counts, 1), 3);
 });
 
+// Calls sent ahead: a pool's worker holds several calls and runs them one at a time.
+
+/** Calls `fn(log, id)` on `pool` for each id, gathered, once the caller's first call was sent. */
+function* later<R>(
+  pool: ThreadPool,
+  fn: (log: Int32Array, id: number) => R,
+  log: Int32Array,
+  ...ids: number[]
+): Coro<R[]> {
+  yield sleep(5);
+  return yield ids.map((id) => pool.runInThread(fn, log, id));
+}
+
+threadTest(
+  "cancelled() is per task: calls queued behind a cancelled one never see it",
+  async () => {
+    using pool = new ThreadPool(1);
+    const log = shared(8); // [0]: next free index; then the ids of the calls, in start order
+    const spin = (log: Int32Array, id: number) => {
+      log[Atomics.add(log, 0, 1) + 1] = id;
+      const until = Date.now() + 2_000;
+      while (Date.now() < until) if (cancelled()) return "stopped";
+      return "not cancelled";
+    };
+    const report = (log: Int32Array, id: number) => {
+      log[Atomics.add(log, 0, 1) + 1] = id;
+      return cancelled();
+    };
+    function* main(): Coro<unknown[]> {
+      // 1 is cancelled while it runs; 2 and 3 were sent ahead to its worker.
+      return yield [timeout(pool.runInThread(spin, log, 1), 150), later(pool, report, log, 2, 3)];
+    }
+    const start = performance.now();
+    const [[, inTime], [second, third]] = await new Loop().run(main()) as [
+      [unknown, boolean],
+      boolean[],
+    ];
+    assert.equal(inTime, false);
+    assert.equal(second, false, "a queued call saw the cancellation of the one before it");
+    assert.equal(third, false);
+    assert.deepEqual([...log.slice(0, 4)], [3, 1, 2, 3], "each ran once, in order");
+    assert.ok(performance.now() - start < 1_800, "the cancelled call stopped early");
+  },
+);
+
+threadTest("a call withdrawn while queued on a worker never runs; the others do", async () => {
+  using pool = new ThreadPool(1);
+  const ran = shared(4);
+  const busy = (ran: Int32Array, i: number, ms: number) => {
+    Atomics.add(ran, i, 1);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    return i;
+  };
+  function* main(): Coro<unknown[]> {
+    // 1 runs 150 ms; 2, sent ahead behind it, times out after 20 ms; 3 runs after 1.
+    return yield [
+      pool.runInThread(busy, ran, 1, 150),
+      timeout(pool.runInThread(busy, ran, 2, 0), 20),
+      pool.runInThread(busy, ran, 3, 0),
+    ];
+  }
+  const [first, [, inTime], third] = await new Loop().run(main()) as [
+    number,
+    [unknown, boolean],
+    number,
+  ];
+  assert.equal(first, 1);
+  assert.equal(inTime, false);
+  assert.equal(third, 3);
+  assert.deepEqual([...ran], [0, 1, 0, 1], "the withdrawn call never ran; the others once");
+});
+
+threadTest(
+  "calls queued behind a cancelled running call go back to the pool: run once, in order",
+  async () => {
+    using pool = new ThreadPool(2);
+    const log = shared(32); // [0]: next free index; then the ids, in start order
+    const stuck = async (log: Int32Array, id: number) => {
+      log[Atomics.add(log, 0, 1) + 1] = id;
+      await new Promise(() => {}); // never settles: only stopping the worker ends it
+    };
+    const record = (log: Int32Array, id: number) => {
+      log[Atomics.add(log, 0, 1) + 1] = id;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+      return id;
+    };
+    function* main(): Coro<unknown[]> {
+      const ids = Array.from({ length: 20 }, (_, i) => i + 1);
+      return yield [
+        timeout(pool.runInThread(stuck, log, 0), 150),
+        later(pool, record, log, ...ids),
+      ];
+    }
+    const [[, inTime], rest] = await new Loop().run(main()) as [[unknown, boolean], number[]];
+    assert.equal(inTime, false);
+    assert.deepEqual(rest, Array.from({ length: 20 }, (_, i) => i + 1));
+    const started = [...log.slice(1, Atomics.load(log, 0) + 1)];
+    assert.equal(started.length, 21, `each call started once: ${started}`);
+    assert.deepEqual(started.toSorted((a, b) => a - b), Array.from({ length: 21 }, (_, i) => i));
+  },
+);
+
+threadTest("an idle worker takes over calls sent ahead to a busy one", async () => {
+  using pool = new ThreadPool(2);
+  const block = (ms: number) => {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    return ms;
+  };
+  const start = performance.now();
+  // Sent alternately: without taking over, four 50 ms calls wait behind the 500 ms one.
+  const out = await new Loop().run(pool.map(block, [500, 50, 50, 50, 50, 50, 50, 50, 50]));
+  const took = performance.now() - start;
+  assert.deepEqual(out, [500, 50, 50, 50, 50, 50, 50, 50, 50]);
+  assert.ok(took < 660, `took ${Math.round(took)} ms; 700 without taking over, 500 with`);
+});
+
+threadTest("a pool of one starts 200 calls in submission order, sent ahead or not", async () => {
+  using pool = new ThreadPool(1);
+  const log = shared(201);
+  const record = (log: Int32Array, id: number) => {
+    log[Atomics.add(log, 0, 1) + 1] = id;
+    return id;
+  };
+  const out = await new Loop().run(
+    pool.map((id: number) => id * 2, Array.from({ length: 200 }, (_, i) => i)),
+  );
+  assert.deepEqual(out, Array.from({ length: 200 }, (_, i) => i * 2));
+  await new Loop().run(function* (): Coro<unknown> {
+    return yield Array.from({ length: 200 }, (_, i) => pool.runInThread(record, log, i));
+  }());
+  assert.deepEqual([...log.slice(1)], Array.from({ length: 200 }, (_, i) => i));
+});
+
 threadTest("a ThreadPool queues calls in order, and map keeps input order", async () => {
   using pool = new ThreadPool(1);
   const log = shared(11);
