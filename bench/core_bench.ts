@@ -9,7 +9,8 @@
  * @module
  */
 
-import { type Coro, Loop, sleep } from "../mod.ts";
+import { type Coro, Loop } from "../mod.ts";
+import { chain, fanout, sleepers } from "./compare/tinyio.ts";
 
 const STEPS = 100_000;
 const CHILDREN = 100_000;
@@ -38,18 +39,6 @@ Deno.bench("tinyio: bare yield, 100 000 steps", { group: "steps" }, async () => 
 
 // --- fanout: gather CHILDREN children that each suspend once ------------------
 
-function* child(i: number): Coro<number> {
-  yield;
-  return i;
-}
-
-function* fanout(n: number): Coro<number> {
-  const children: Coro<number>[] = new Array(n);
-  for (let i = 0; i < n; i++) children[i] = child(i);
-  const results: number[] = yield children;
-  return results.length;
-}
-
 async function asyncChild(i: number): Promise<number> {
   await null;
   return i;
@@ -66,14 +55,6 @@ Deno.bench("tinyio: gather of 100 000", { group: "fanout" }, async () => {
 });
 
 // --- chain: coroutine i waits for coroutine i + 1 -----------------------------
-
-function* chain(depth: number): Coro<number> {
-  if (depth === 0) {
-    yield;
-    return 0;
-  }
-  return (yield chain(depth - 1)) + 1;
-}
 
 async function asyncChain(depth: number): Promise<number> {
   if (depth === 0) {
@@ -109,10 +90,6 @@ Deno.bench(
   "tinyio: 10 000 sleep(10), gathered",
   { group: "sleepers", n: 20, warmup: 2 },
   async () => {
-    const sleeps: Coro<void>[] = new Array(SLEEPERS);
-    for (let i = 0; i < SLEEPERS; i++) sleeps[i] = sleep(10);
-    await new Loop().run(function* (): Coro<void> {
-      yield sleeps;
-    }());
+    await new Loop().run(sleepers(SLEEPERS, 10));
   },
 );

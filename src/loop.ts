@@ -895,11 +895,6 @@ export function unwatch(child: Task, observer: Observer): void {
   removeWaiter(child, observer);
 }
 
-/** The unfinished tasks of `run`, oldest first. */
-export function* liveTasks(run: Run): Generator<Task, void, undefined> {
-  for (let t = run.first; t !== null; t = t.next) yield t;
-}
-
 /** The tasks `task` waits on right now (for a gather, those not finished yet). */
 export function waitedOn(task: Task): Task[] {
   return task.state === WAITING ? childrenOf(task) : [];
@@ -1056,7 +1051,7 @@ export class Loop {
 }
 
 /** Runs `coro` on `core` (a loop's `run`). */
-export function runOn<T>(core: Core, coro: Coro<T>, options?: RunOptions): Promise<T> {
+function runOn<T>(core: Core, coro: Coro<T>, options?: RunOptions): Promise<T> {
   options ??= {};
   const group = options.exceptionGroup;
   if (group !== undefined && typeof group !== "boolean") {

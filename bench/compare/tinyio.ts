@@ -12,12 +12,13 @@ function* spin(n: number): Coro<void> {
   for (let i = 0; i < n; i++) yield;
 }
 
+/** One child of a gather: suspends once. */
 function* child(i: number): Coro<number> {
   yield;
   return i;
 }
 
-function* fanout(n: number): Coro<number> {
+export function* fanout(n: number): Coro<number> {
   const children: Coro<number>[] = new Array(n);
   for (let i = 0; i < n; i++) children[i] = child(i);
   const results: number[] = yield children;
@@ -25,7 +26,7 @@ function* fanout(n: number): Coro<number> {
 }
 
 // Coroutine `depth` waits for coroutine `depth - 1`, scheduled on its own.
-function* chain(depth: number): Coro<number> {
+export function* chain(depth: number): Coro<number> {
   if (depth === 0) {
     yield;
     return 0;
@@ -33,7 +34,7 @@ function* chain(depth: number): Coro<number> {
   return (yield chain(depth - 1)) + 1;
 }
 
-function* sleepers(n: number, ms: number): Coro<void> {
+export function* sleepers(n: number, ms: number): Coro<void> {
   const sleeps: Coro<void>[] = new Array(n);
   for (let i = 0; i < n; i++) sleeps[i] = sleep(ms);
   yield sleeps;
