@@ -6,7 +6,7 @@
  */
 
 import { CancelledError } from "./errors.ts";
-import { type Coro, isGenerator } from "./coro.ts";
+import { type Coro, isCoro } from "./coro.ts";
 import {
   atRunEnd,
   Core,
@@ -129,7 +129,7 @@ export function isolate<T>(
   coro: Coro<T>,
   options: { exceptionGroup?: boolean } = {},
 ): Coro<[T, true] | [Error, false]> {
-  if (!isGenerator(coro)) {
+  if (!isCoro(coro)) {
     throw new TypeError(
       `isolate() takes a coroutine (a generator object, such as f() for function* f), ` +
         `got ${describe(coro)}.`,
@@ -201,7 +201,7 @@ class Replay extends Wait {
  * ```
  */
 export function copy<T>(coro: Coro<T>): Coro<Coro<T>> {
-  if (!isGenerator(coro)) {
+  if (!isCoro(coro)) {
     throw new TypeError(
       `copy() takes a coroutine (a generator object, such as f() for function* f), ` +
         `got ${describe(coro)}.`,

@@ -20,7 +20,7 @@
 
 import { CancelledError } from "./errors.ts";
 import { type Clock, RealClock, VirtualClock } from "./clock.ts";
-import { type Coro, isGenerator } from "./coro.ts";
+import { type Coro, isCoro, isGenerator, TASK, WaitOn } from "./coro.ts";
 
 /**
  * Options of {@linkcode Loop.prototype.run}.
@@ -68,10 +68,6 @@ export interface LoopOptions {
   clock?: "real" | "virtual";
 }
 
-// Each coroutine's task, stored on its generator object (a WeakMap costs the
-// same memory and is 4 times slower with a million coroutines alive).
-const TASK: unique symbol = Symbol("tinyio.task");
-
 // The loop steps generators through these, not `gen.next(v)`: V8 compiles a
 // method call against the hidden class of the generator, and that class (a
 // generator function's, plus TASK) is dropped when its last generator is
@@ -85,11 +81,15 @@ const generatorThrow = generatorPrototype.throw;
 // Task states.
 const QUEUED = 0; // in the run queue (or about to be): the next step sends `value` in
 const THROWING = 1; // in the run queue: the next step throws `value` in
-const RUNNING = 2; // being stepped
-const WAITING = 3; // waiting for coroutines: `waitingOn` is the child task or the gather's slots
-const PARKED = 4; // parked on a Wait: `waitingOn` is the Wait
-const DONE = 5; // returned: `value` is the result
-const FAILED = 6; // threw or was cancelled: `value` is the error
+// A WaitOn's task is never stepped as a generator: it parks on its wait when
+// made, and once resumed (or failed) it waits in the run queue to end.
+const RETURNING = 2; // a WaitOn's, in the run queue: returns `value`
+const FAILING = 3; // a WaitOn's, in the run queue: fails with `value`
+const RUNNING = 4; // being stepped
+const WAITING = 5; // waiting for coroutines: `waitingOn` is the child task or the gather's slots
+const PARKED = 6; // parked on a Wait: `waitingOn` is the Wait
+const DONE = 7; // returned: `value` is the result
+const FAILED = 8; // threw or was cancelled: `value` is the error
 
 /** Called when a watched task ends; return true to take over its failure. */
 export type Observer = (task: Task) => boolean | void;
@@ -247,6 +247,11 @@ export class Core {
   /** Puts `task` at the back of the run queue and wakes the loop if it sleeps. */
   schedule(task: Task): void {
     task.state = QUEUED;
+    this.enqueue(task);
+  }
+
+  /** Puts `task`, its state set, at the back of the run queue; wakes the loop if it sleeps. */
+  enqueue(task: Task): void {
     const queue = this.#queue;
     queue[this.#tail] = task;
     this.#tail = (this.#tail + 1) & this.#mask;
@@ -334,7 +339,11 @@ export class Core {
       this.#head = (this.#head + 1) & this.#mask;
       // A task cancelled while queued is skipped here; one that only paused
       // (a bare `yield`, the commonest step) goes straight to the back.
-      if (task.state <= THROWING && step(task)) this.schedule(task);
+      if (task.state <= THROWING) {
+        if (step(task)) this.schedule(task);
+      } else if (task.state <= FAILING) {
+        settle(task);
+      }
       if (--countdown === 0) {
         // Reading the clock costs ten steps, so read it every `stride` steps,
         // with `stride` adapted so that a read comes about every 0.25–1 ms.
@@ -428,29 +437,78 @@ function step(task: Task): boolean {
   return false;
 }
 
+/** Ends the task of a WaitOn, resumed or failed by its wait (state RETURNING or FAILING). */
+function settle(task: Task): void {
+  const value = task.value;
+  const failing = task.state === FAILING;
+  task.value = undefined;
+  task.state = RUNNING;
+  // The WaitOn returns what it is sent and throws what it is thrown; this
+  // step only lets it know, so that it ends as a generator would.
+  try {
+    if (failing) task.gen.throw(value);
+    else task.gen.next(value);
+  } catch (error) {
+    failed(task, error);
+    return;
+  }
+  finished(task, value);
+}
+
 /** `task` yielded `y`, not a bare `yield` (its stepper queues those itself). */
 function yielded(task: Task, y: unknown): void {
   if (typeof y === "object" && y !== null) {
     const child = (y as { [TASK]?: Task })[TASK];
     if (child !== undefined) return waitOne(task, child, y);
-    if (isGenerator(y)) return waitOne(task, spawn(task.run, y, task), y);
+    if (isGenerator(y)) return waitOne(task, spawnGenerator(task.run, y, task), y);
     if (y instanceof Wait) return park(task, y);
     if (Array.isArray(y)) return gather(task, y);
     if (y instanceof Set) return background(task, y);
+    if (y instanceof WaitOn) return waitOne(task, spawnWaitOn(task.run, y, task), y);
   }
   throwInto(task, new TypeError(invalidYield(y)));
 }
 
-/** Makes a task for a coroutine the loop has not seen, and queues it. */
-function spawn(run: Run, gen: Coro, starter: Task | null): Task {
-  const task = new Task(gen, run, starter);
-  (gen as { [TASK]?: Task })[TASK] = task;
+/** Makes a task for a coroutine the loop has not seen (a generator or a WaitOn), and starts it. */
+function spawn(run: Run, coro: Coro, starter: Task | null): Task {
+  return coro instanceof WaitOn
+    ? spawnWaitOn(run, coro, starter)
+    : spawnGenerator(run, coro, starter);
+}
+
+/** Makes a task for a generator the loop has not seen, and queues it. */
+function spawnGenerator(run: Run, gen: Coro, starter: Task | null): Task {
+  const task = newTask(run, gen, starter);
+  run.core.driver.schedule(task);
+  return task;
+}
+
+/**
+ * Makes a task for a WaitOn the loop has not seen, and steps it once, now: it
+ * parks on its wait (or, ended already, waits in the queue to return what it
+ * returned).
+ */
+function spawnWaitOn(run: Run, coro: WaitOn<unknown>, starter: Task | null): Task {
+  const task = newTask(run, coro, starter);
+  const r = coro.next();
+  if (r.done === true) {
+    task.value = r.value;
+    task.state = RETURNING;
+    run.core.driver.enqueue(task);
+  } else {
+    park(task, r.value as Wait);
+  }
+  return task;
+}
+
+function newTask(run: Run, coro: Coro, starter: Task | null): Task {
+  const task = new Task(coro, run, starter);
+  (coro as { [TASK]?: Task })[TASK] = task;
   task.prev = run.last;
   if (run.last === null) run.first = task;
   else run.last.next = task;
   run.last = task;
   run.live++;
-  run.core.driver.schedule(task);
   return task;
 }
 
@@ -482,10 +540,14 @@ function park(task: Task, wait: Wait): void {
 function gather(task: Task, coros: unknown[]): void {
   const n = coros.length;
   // Check everything before starting anything, so a bad element starts nothing.
+  let waitOns = false; // any WaitOn among them (most gathers have none: they skip that check)
   for (let i = 0; i < n; i++) {
     const c = coros[i];
     if (!isGenerator(c)) {
-      return throwInto(task, new TypeError(invalidElement(coros, i, "an array")));
+      if (!(c instanceof WaitOn)) {
+        return throwInto(task, new TypeError(invalidElement(coros, i, "an array")));
+      }
+      waitOns = true;
     }
     const seen = (c as { [TASK]?: Task })[TASK];
     if (seen !== undefined) {
@@ -497,7 +559,8 @@ function gather(task: Task, coros: unknown[]): void {
   let pending = 0;
   for (let i = 0; i < n; i++) {
     const c = coros[i] as Coro;
-    const child = (c as { [TASK]?: Task })[TASK] ?? spawn(task.run, c, task);
+    const child = (c as { [TASK]?: Task })[TASK] ??
+      (waitOns ? spawn(task.run, c, task) : spawnGenerator(task.run, c, task));
     if (child.state === DONE) {
       slots[i] = child.value;
     } else {
@@ -520,7 +583,7 @@ function background(task: Task, coros: Set<unknown>): void {
   const items = [...coros];
   for (let i = 0; i < items.length; i++) {
     const c = items[i];
-    if (!isGenerator(c)) return throwInto(task, new TypeError(invalidElement(items, i, "a Set")));
+    if (!isCoro(c)) return throwInto(task, new TypeError(invalidElement(items, i, "a Set")));
     const seen = (c as { [TASK]?: Task })[TASK];
     if (seen !== undefined && seen.run.core !== task.run.core) return throwInto(task, foreign(c));
   }
@@ -560,8 +623,8 @@ function removeWaiter(child: Task, waiter: Task | Observer): void {
 /** Schedules `task` to have `error` thrown in at its current yield. */
 function throwInto(task: Task, error: unknown): void {
   task.value = error;
-  task.run.core.driver.schedule(task);
-  task.state = THROWING;
+  task.state = task.gen instanceof WaitOn ? FAILING : THROWING;
+  task.run.core.driver.enqueue(task);
 }
 
 function unlink(task: Task): void {
@@ -723,7 +786,8 @@ export function cancelTask(task: Task, cancel: CancelledError): void {
   // cancellation, so that it is not lost: it comes back as an other error.
   // Not so an interruption (a timeout's TimeoutError, which the cancellation
   // supersedes), nor an error already reported as a cause of this cancellation.
-  const pending = task.state === THROWING && !(task.value instanceof CancelledError) &&
+  const pending = (task.state === THROWING || task.state === FAILING) &&
+    !(task.value instanceof CancelledError) &&
     !interruptions.has(task.value as object) && !isCauseOf(task.value, cancel);
   const thrown = pending ? task.value : cancel;
   try {
@@ -780,9 +844,9 @@ function isCauseOf(error: unknown, cancel: Error): boolean {
 export function interrupt(task: Task, error: object): void {
   interruptions.add(error);
   if (task.state === WAITING || task.state === PARKED) detach(task);
-  if (task.state <= THROWING) {
+  if (task.state <= FAILING) {
     // Already in the queue: throw at that step instead of queueing it twice.
-    task.state = THROWING;
+    task.state = task.state <= THROWING ? THROWING : FAILING;
     task.value = error;
   } else if (task.state < DONE) {
     throwInto(task, error);
@@ -809,7 +873,12 @@ export function resume(task: Task, wait: Wait, value: unknown): void {
   if (task.state !== PARKED || task.waitingOn !== wait) return;
   task.waitingOn = null;
   task.value = value;
-  task.run.core.driver.schedule(task);
+  if (task.gen instanceof WaitOn) {
+    task.state = RETURNING;
+    task.run.core.driver.enqueue(task);
+  } else {
+    task.run.core.driver.schedule(task);
+  }
 }
 
 /** Throws `error` into `task`, parked on `wait`. Ignored if it no longer waits there. */
@@ -863,6 +932,7 @@ const primitives = new WeakSet<object>();
 export function primitive(fn: (...args: any[]) => Coro): void {
   primitives.add(fn.prototype);
 }
+primitives.add(WaitOn.prototype); // a WaitOn's error is its caller's, as with `yield*`
 
 /** The task of a coroutine, if a loop has seen it. */
 export function taskOf(coro: Coro): Task | undefined {
@@ -940,6 +1010,7 @@ export function describe(x: unknown): string {
   if (typeof x === "string") return JSON.stringify(x.length > 40 ? x.slice(0, 40) + "…" : x);
   if (typeof x !== "object") return `${String(x)} (${typeof x})`;
   if (isGenerator(x)) return "a generator object";
+  if (x instanceof WaitOn) return "a coroutine of the library";
   if (typeof (x as { then?: unknown }).then === "function") return "a Promise";
   if (Symbol.asyncIterator in x) return "an async generator";
   if (Array.isArray(x)) return `an array of length ${x.length}`;
@@ -1062,7 +1133,7 @@ function runOn<T>(core: Core, coro: Coro<T>, options?: RunOptions): Promise<T> {
       ),
     );
   }
-  if (!isGenerator(coro)) {
+  if (!isCoro(coro)) {
     return Promise.reject(
       new TypeError(
         `run() takes a coroutine (a generator object, such as main() for function* main), ` +

@@ -6,7 +6,7 @@
  */
 
 import type { Clock, Deadline } from "./clock.ts";
-import { type Coro, isGenerator } from "./coro.ts";
+import { type Coro, isCoro, WaitOn } from "./coro.ts";
 import { describe, resume, Task, taskOf, Wait, watch } from "./loop.ts";
 import { checkMs } from "./time.ts";
 
@@ -16,7 +16,8 @@ class EventWait extends Wait {
     super();
   }
   park(task: Task): void {
-    waitersOf(this.event).push(task);
+    if (this.event.isSet()) resume(task, this, true);
+    else waitersOf(this.event).push(task);
   }
   unpark(): void {
     // Left in the list: `resume` ignores a task that no longer waits here.
@@ -37,6 +38,7 @@ class TimedEventWait extends Wait implements Deadline {
   }
   park(task: Task): void {
     this.task = task;
+    if (this.event.isSet()) return resume(task, this, true);
     this.#clock = task.clock;
     this.#clock.add(this, this.ms);
     waitersOf(this.event).push(this);
@@ -94,6 +96,8 @@ export class Event {
   #waiters: (Task | TimedEventWait)[] = [];
   #stale = 0;
   #wait: EventWait = new EventWait(this);
+  // What `wait()`'s first step yields: one for all its waiters (see WaitOn).
+  #waitStep = Object.freeze({ value: this.#wait, done: false as const });
 
   static {
     waitersOf = (event) => event.#waiters;
@@ -152,17 +156,14 @@ export class Event {
    */
   wait(timeoutMs: number = Infinity): Coro<boolean> {
     checkMs("Event.wait()", timeoutMs);
-    return timeoutMs === Infinity ? this.#waitingForever() : this.#waitingAtMost(timeoutMs);
-  }
-
-  // Two generators, so that the common one has no argument: a parked
-  // generator keeps a slot for each argument and local (8 bytes each).
-  *#waitingForever(): Coro<boolean> {
-    return this.#set || (yield this.#wait) as boolean;
-  }
-
-  *#waitingAtMost(ms: number): Coro<boolean> {
-    return this.#set || (yield new TimedEventWait(this, ms)) as boolean;
+    // Set already: done at once. (One set between now and the first step is
+    // seen by `park`, which resumes at once.)
+    if (this.#set) return new WaitOn(null, true);
+    return new WaitOn(
+      timeoutMs === Infinity
+        ? this.#waitStep
+        : { value: new TimedEventWait(this, timeoutMs), done: false },
+    );
   }
 }
 
@@ -492,7 +493,7 @@ export function asCompleted<T>(coros: Iterable<Coro<T>>): Coro<Iterable<Coro<T>>
   }
   const items = [...coros];
   items.forEach((c, i) => {
-    if (!isGenerator(c)) {
+    if (!isCoro(c)) {
       throw new TypeError(
         `asCompleted(): element ${i} is ${describe(c)}, not a coroutine (a generator object, ` +
           "such as `f()` for `function* f`).",

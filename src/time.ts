@@ -5,7 +5,7 @@
  */
 
 import type { Clock, Deadline } from "./clock.ts";
-import { type Coro, isGenerator } from "./coro.ts";
+import { type Coro, isCoro, WaitOn } from "./coro.ts";
 import { CancelledError, TimeoutError } from "./errors.ts";
 import {
   cancelTask,
@@ -85,11 +85,7 @@ class Sleep extends Wait implements Deadline {
  */
 export function sleep(ms: number): Coro<void> {
   checkMs("sleep()", ms);
-  return sleeping(ms);
-}
-
-function* sleeping(ms: number): Coro<void> {
-  yield new Sleep(ms);
+  return new WaitOn<void>({ value: new Sleep(ms), done: false });
 }
 
 /**
@@ -120,7 +116,7 @@ function* sleeping(ms: number): Coro<void> {
  * ```
  */
 export function timeout<T>(coro: Coro<T>, ms: number): Coro<[T, true] | [undefined, false]> {
-  if (!isGenerator(coro)) {
+  if (!isCoro(coro)) {
     throw new TypeError(
       `timeout(): the first argument is ${describe(coro)}; give a coroutine (a generator ` +
         "object, such as `f()` for `function* f`).",

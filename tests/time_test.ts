@@ -110,6 +110,70 @@ test("sleep: on the virtual clock, gathered sleeps end at the longest, exactly",
   assert.equal(loop.now(), 100);
 });
 
+test("sleep: one sleep object waited on from several places runs once; all wake at its deadline", async () => {
+  const loop = new Loop({ clock: "virtual" });
+  const shared = sleep(100);
+  const woke: number[] = [];
+  function* waiter(delay: number): Coro<void> {
+    yield sleep(delay);
+    yield shared; // the same coroutine: one deadline, 100 ms after it first ran
+    woke.push(loop.now());
+  }
+  await loop.run(function* () {
+    yield [waiter(0), waiter(30), shared];
+  }());
+  assert.deepEqual(woke, [100, 100]);
+  // Finished: yielding it again gives its result at once, as for any coroutine.
+  await loop.run(function* () {
+    yield shared;
+  }());
+  assert.equal(loop.now(), 100);
+});
+
+test("sleep: a sleep is a coroutine everywhere: run, gather, Set, timeout, and yield* in a generator", async () => {
+  const loop = new Loop({ clock: "virtual" });
+  assert.equal(await loop.run(sleep(10)), undefined);
+  assert.equal(loop.now(), 10);
+  const out = await loop.run(function* () {
+    const inTime = yield* timeout(sleep(5), 50);
+    const tooSlow = yield* timeout(sleep(500), 50);
+    yield new Set([sleep(1_000)]); // in the background: the run ends after it
+    return [inTime, tooSlow];
+  }());
+  assert.deepEqual(out, [[undefined, true], [undefined, false]]);
+  assert.equal(loop.now(), 10 + 5 + 50 + 1_000);
+  // Stepped by hand, it behaves as `function* () { return yield wait }` does.
+  const s = sleep(1);
+  const first = s.next();
+  assert.equal(first.done, false);
+  assert.deepEqual(s.next(), { value: undefined, done: true });
+  assert.deepEqual(s.next(), { value: undefined, done: true });
+  assert.throws(() => sleep(1).throw(new Error("x")), /x/);
+  assert.deepEqual(sleep(1).return(undefined), { value: undefined, done: true });
+});
+
+test("sleep: cancelled while parked as a coroutine of its own, it leaves no deadline behind", async () => {
+  const boom = new Error("boom");
+  const loop = new Loop({ clock: "virtual" });
+  await assert.rejects(
+    loop.run(function* () {
+      yield [
+        sleep(Infinity),
+        sleep(1_000_000),
+        function* () {
+          yield sleep(5);
+          throw boom;
+        }(),
+      ];
+    }()),
+    (e) => e === boom,
+  );
+  assert.equal(loop.now(), 5);
+  // No deadline left: a later run on the same loop ends at its own time.
+  await loop.run(sleep(1));
+  assert.equal(loop.now(), 6);
+});
+
 // --- timeout: the Python tests ------------------------------------------------
 
 test("timeout: port of tinyio's test_timeout (in time, then too slow)", async () => {

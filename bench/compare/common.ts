@@ -72,6 +72,7 @@ export function gc(): void {
 /** The heap in use after a full collection, in bytes. */
 export function heapAfterGc(): number {
   gc();
+  gc();
   return Deno.memoryUsage().heapUsed;
 }
 
