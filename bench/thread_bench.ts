@@ -2,8 +2,9 @@
  * Threads under `deno bench`: worker start-up, the round trip of a trivial
  * call on a warm worker next to a bare `postMessage` round trip (the floor:
  * what Deno's workers cost without this library), and the throughput of
- * 10 000 tiny tasks through `ThreadPool(2)`. Each bench starts and terminates
- * its own workers, so none outlives it.
+ * 10 000 tiny tasks through `ThreadPool(2)` next to two bare workers sent all
+ * 10 000 messages at once. Each bench starts and terminates its own workers,
+ * so none outlives it.
  *
  * @module
  */
@@ -89,9 +90,25 @@ Deno.bench(`${ROUND_TRIPS} sequential ThreadPool(1) calls on a warm worker`, {
 
 // --- throughput -----------------------------------------------------------------
 
-Deno.bench(`floor: ${TASKS} bare round trips, 2 workers, 1 in flight each`, {
+Deno.bench(`floor: ${TASKS} bare messages, 2 workers, all posted at once`, {
   group: "throughput",
   baseline: true,
+}, async (b) => {
+  const workers = [await echoWorker(), await echoWorker()];
+  let answered = 0;
+  const all = Promise.withResolvers<void>();
+  for (const { worker } of workers) {
+    worker.onmessage = () => ++answered === TASKS && all.resolve();
+  }
+  b.start();
+  for (let i = 0; i < TASKS; i++) workers[i % 2].worker.postMessage([i]);
+  await all.promise;
+  b.end();
+  for (const { worker } of workers) worker.terminate();
+});
+
+Deno.bench(`${TASKS} bare round trips, 2 workers, 1 in flight each`, {
+  group: "throughput",
 }, async (b) => {
   const workers = [await echoWorker(), await echoWorker()];
   b.start();

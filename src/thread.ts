@@ -4,10 +4,12 @@
  *
  * A pool keeps Web Workers that all run one bootstrap (`workerMain` below),
  * loaded from a `blob:` URL so that no read permission is needed. A call is a
- * {@linkcode Wait}: parking posts the function (its source text, or a module
- * URL and an export name) and the arguments to an idle worker; the reply
+ * {@linkcode Wait}: parking gives the call to a worker, and its answer
  * resumes or fails the task. The task's run holds from park until the worker
- * has really stopped.
+ * has really stopped. Messages cost far more than tiny calls (each costs the
+ * loop's thread microseconds), so they are few: the calls a worker is given in
+ * one turn of the loop travel together, a function's text goes to a worker
+ * once, and a worker answers quick calls together.
  *
  * Stopping a worker: `Worker.terminate()` does not interrupt synchronous
  * JavaScript in Deno 2.9, and after it no message tells when the worker
@@ -82,10 +84,14 @@ export interface ThreadFunction<F extends (...args: any[]) => any> {
   readonly signature?: F;
 }
 
-// Messages to a worker: [SETUP, slot buffer], [CALL_SOURCE, source, args, id],
-// [CALL_MODULE, url, exportName, args, id], [STOP, id]. From a worker, one
-// answer per call, in the order the calls were sent: [DONE, value], [FAILED,
-// error record, whether the call saw cancelled() true], [SKIPPED]; and
+// Messages to a worker: [SETUP, slot buffer], [STOP, id], and [CALLS, ...]
+// holding triples: a call (id, function ref, args), or the definition of a
+// function ref (0, ref, [SOURCE, text] or [MODULE, url, exportName]), sent
+// once per worker and kept there, so that a call carries a small number
+// instead of the function's text. The calls a worker is given during one turn
+// of the loop go in one message. From a worker: [ANSWERS, ...] holding pairs,
+// one per call, in the order the calls were sent: (DONE, value), (FAILED,
+// [error record, whether the call saw cancelled() true]), (SKIPPED, 0); and
 // [STOPPED] (the call `id` of a STOP is awaiting: nothing of it runs now),
 // [STRAY, error record], [CLOSING].
 //
@@ -98,13 +104,18 @@ export interface ThreadFunction<F extends (...args: any[]) => any> {
 // STARTED → CANCEL (what cancelled() reads), each with compareExchange, so
 // either the worker starts a call or the loop withdraws it, never both.
 // (workerMain repeats these numbers: it cannot see this module.)
-const SETUP = 0, CALL_SOURCE = 1, CALL_MODULE = 2, STOP = 3;
-const DONE = 0, FAILED = 1, STOPPED = 2, STRAY = 3, CLOSING = 4; // SKIPPED = 5
+const SETUP = 0, CALLS = 1, STOP = 2, SOURCE = 1, MODULE = 2;
+const STOPPED = 1, STRAY = 2, CLOSING = 3; // ANSWERS = 0
+const DONE = 0, FAILED = 1; // SKIPPED = 2
 const SLOT_QUEUED = 1, SLOT_STARTED = 2, SLOT_CANCEL = 3, SLOT_SKIP = 4; // SLOT_ENDED = 5
 /** Calls a pool's worker holds beyond the one it runs (the free pool starts a worker instead). */
-const QUEUE_AHEAD = 8;
+const QUEUE_AHEAD = 32;
+/** A busy worker is sent more calls once it holds no more than this many: a batch at a time. */
+const REFILL_AT = 16;
 /** Slots per worker: more than the calls it can hold, so a slot is free again when reused. */
-const SLOTS = 16;
+const SLOTS = 2 * (QUEUE_AHEAD + 1);
+/** Function refs a worker keeps; the loop starts afresh when it has defined this many. */
+const REFS = 256;
 
 /** Where `cancelled()` finds the worker's check: shared by every copy of this module in a worker. */
 const FLAG_KEY = Symbol.for("tinyio.thread.cancelled");
@@ -150,67 +161,117 @@ function workerMain(): void {
     addEventListener(type: string, listener: (event: Event & Partial<ErrorEvent>) => void): void;
   }
   type Fn = (...args: unknown[]) => unknown;
+  /** A function ref: how to make the function, and the function once made. */
+  interface Definition {
+    spec: [number, string, string?]; // [SOURCE, text] or [MODULE, url, export name]
+    fn?: Fn;
+    /**
+     * Its last call returned, not a promise, in under 0.1 ms — so short that a
+     * message per answer would cost the loop more than the call: the next one
+     * likely is as short.
+     */
+    quick: boolean;
+  }
   const scope = globalThis as unknown as Scope;
   const here = import.meta.url; // frames of this bootstrap are cut from stacks
-  const SLOTS = 16, QUEUED = 1, STARTED = 2, CANCEL = 3, ENDED = 5;
-  let slots = new Int32Array(SLOTS * 2);
-  const slot = (id: number) => (id % SLOTS) * 2;
+  const QUEUED = 1, STARTED = 2, CANCEL = 3, ENDED = 5, DONE = 0, FAILED = 1, SKIPPED = 2;
+  let slots = new Int32Array(2);
+  let slotCount = 1;
+  const slot = (id: number) => (id % slotCount) * 2;
   const cancelled = () => {
     if (current === 0 || Atomics.load(slots, slot(current)) !== CANCEL) return false;
     Atomics.store(slots, slot(current) + 1, 1); // the call saw it: what it throws now may be its answer
     return true;
   };
-  const sawCancelled = (id: number) => Atomics.load(slots, slot(id) + 1) !== 0;
-  const compiled = new Map<string, Fn>(); // source text → function
-  const loaded = new Map<string, Fn>(); // url + " " + export name → function
+  const definitions = new Map<number, Definition>();
   let current = 0; // the call running, or 0: a late reply of an ended call is dropped
-  const waiting: unknown[][] = []; // calls sent ahead, in order
+  const waiting: unknown[] = []; // calls sent ahead, in order: (id, definition, args)
+  let next = 0; // the index in `waiting` of the next call
+  let answers: unknown[] = [0]; // ANSWERS not posted yet
+  let firstAnswerAt = 0;
   let draining = false;
-  let stopped = false; // answered a STOP: runs nothing more, the loop terminates it
+  let stopped = false; // answered a STOP, or closed: runs nothing more
 
   scope.onmessage = (event) => {
     const m = event.data;
     switch (m[0]) {
       case 0: // SETUP
         slots = new Int32Array(m[1]);
+        slotCount = slots.length / 2;
         (globalThis as Record<symbol, unknown>)[Symbol.for("tinyio.thread.cancelled")] = cancelled;
         return;
-      case 1: // CALL_SOURCE
-      case 2: // CALL_MODULE
-        waiting.push(m);
+      case 1: // CALLS
+        for (let i = 1; i < m.length; i += 3) {
+          if (m[i] === 0) define(m[i + 1], m[i + 2]);
+          else waiting.push(m[i], definitions.get(m[i + 1]), m[i + 2]);
+        }
         return drain();
-      case 3: // STOP: answering proves that no code of the task is running now
+      case 2: // STOP: answering proves that no code of the task is running now
         if (m[1] === current) {
           stopped = true;
-          scope.postMessage([2]);
+          flush();
+          scope.postMessage([1]); // STOPPED
         } // else the call has ended and its answer is on its way
     }
   };
 
-  /** Starts the calls sent ahead, one at a time: the next when the last has ended. */
+  function define(ref: number, spec: Definition["spec"]): void {
+    definitions.set(ref, { spec, quick: false });
+    // The loop uses only its latest 256 refs: forget older ones.
+    if (definitions.size > 256) definitions.delete(definitions.keys().next().value!);
+  }
+
+  /**
+   * Starts the calls sent ahead, one at a time: the next when the last has
+   * ended. Answers go back together once none is left to start, so that tiny
+   * calls cost the loop one message per batch, not per call; but before a
+   * call that may take long (its function's last call did, or has not run
+   * here) or 1 ms after the first, waiting answers go at once.
+   */
   function drain(): void {
     if (draining) return;
     draining = true;
-    while (current === 0 && !stopped && waiting.length > 0) {
-      const m = waiting.shift()!;
-      const id = m[m.length - 1] as number;
+    while (current === 0 && !stopped && next < waiting.length) {
+      const id = waiting[next] as number;
+      const definition = waiting[next + 1] as Definition;
+      const args = waiting[next + 2] as unknown[];
+      waiting[next + 1] = waiting[next + 2] = undefined;
+      next += 3;
       // The loop may have withdrawn it: the one that changes QUEUED decides.
       if (Atomics.compareExchange(slots, slot(id), QUEUED, STARTED) !== QUEUED) {
-        scope.postMessage([5]); // SKIPPED
-      } else if (m[0] === 1) {
-        start(id, m[2] as unknown[], () => compile(m[1] as string), true);
-      } else {
-        const key = m[1] + " " + m[2];
-        start(
-          id,
-          m[3] as unknown[],
-          () => loaded.get(key) ?? load(m[1] as string, m[2] as string),
-          false,
-        );
+        answer(SKIPPED, 0);
+        continue;
       }
+      if (answers.length > 1 && (!definition.quick || performance.now() - firstAnswerAt >= 1)) {
+        flush();
+      }
+      start(id, definition, args);
     }
+    if (next === waiting.length) waiting.length = next = 0;
     draining = false;
+    flush();
   }
+
+  function answer(kind: number, payload: unknown): void {
+    if (answers.length === 1) firstAnswerAt = performance.now();
+    answers.push(kind, payload);
+  }
+
+  function flush(): void {
+    if (answers.length === 1) return;
+    const message = answers;
+    answers = [0];
+    post(message);
+  }
+
+  function post(message: unknown[]): void {
+    try {
+      scope.postMessage(message);
+    } catch {
+      scope.postMessage(sendable(message));
+    }
+  }
+
   // An error the task leaves behind (a throwing timer, an unhandled rejection)
   // fails the call if it is still running; the worker lives on.
   scope.addEventListener("error", (event) => {
@@ -226,31 +287,30 @@ function workerMain(): void {
   const global = globalThis as { close?: () => void };
   const close = global.close;
   global.close = () => {
-    scope.postMessage([4]); // CLOSING
+    stopped = true; // what runs on is lost: the worker posts nothing after close()
+    flush();
+    scope.postMessage([3]); // CLOSING
     close?.call(globalThis);
   };
 
-  function start(
-    id: number,
-    args: unknown[],
-    getFn: () => Fn | Promise<Fn>,
-    fromSource: boolean,
-  ): void {
+  function start(id: number, definition: Definition, args: unknown[]): void {
     current = id;
     let fn: Fn | Promise<Fn>;
     try {
-      fn = getFn();
+      fn = definition.fn ?? make(definition);
     } catch (error) {
       return failed(id, error, false);
     }
     if (fn instanceof Promise) {
-      fn.then((f) => invoke(id, f, args, fromSource), (error) => failed(id, error, false));
+      fn.then((f) => invoke(id, definition, f, args), (error) => failed(id, error, false));
     } else {
-      invoke(id, fn, args, fromSource);
+      invoke(id, definition, fn, args);
     }
   }
 
-  function invoke(id: number, fn: Fn, args: unknown[], fromSource: boolean): void {
+  function invoke(id: number, definition: Definition, fn: Fn, args: unknown[]): void {
+    const fromSource = definition.spec[0] === 1;
+    const startedAt = performance.now();
     let value: unknown;
     try {
       value = fn(...args);
@@ -258,11 +318,13 @@ function workerMain(): void {
       return failed(id, error, fromSource);
     }
     if (typeof (value as PromiseLike<unknown> | null)?.then === "function") {
+      definition.quick = false;
       Promise.resolve(value).then(
         (v) => done(id, v),
         (error) => failed(id, error, fromSource),
       );
     } else {
+      definition.quick = performance.now() - startedAt < 0.1;
       done(id, value);
     }
   }
@@ -270,17 +332,7 @@ function workerMain(): void {
   function done(id: number, value: unknown): void {
     if (id !== current || stopped) return;
     Atomics.store(slots, slot(id), ENDED);
-    try {
-      scope.postMessage([0, value]);
-    } catch (error) {
-      scope.postMessage([1, {
-        name: "TypeError",
-        message: `the result (${kind(value)}) cannot be sent back from the worker: ${
-          (error as Error).message
-        }. Results are structured-cloned: return plain data.`,
-        stack: "",
-      }, sawCancelled(id)]);
-    }
+    answer(DONE, value);
     current = 0;
     drain();
   }
@@ -289,27 +341,54 @@ function workerMain(): void {
     if (id !== current || stopped) return;
     Atomics.store(slots, slot(id), ENDED);
     if (fromSource && error instanceof ReferenceError) explainFreeName(error);
-    report([1, record(error, 0), sawCancelled(id)]);
+    answer(FAILED, [record(error, 0), Atomics.load(slots, slot(id) + 1) !== 0]);
     current = 0;
     drain();
   }
 
   function stray(error: unknown): void {
-    if (current !== 0) failed(current, error, false);
-    else report([3, record(error, 0)]);
+    if (current !== 0) return failed(current, error, false);
+    flush();
+    post([2, record(error, 0)]); // STRAY
   }
 
-  function report(message: unknown[]): void {
-    try {
-      scope.postMessage(message);
-    } catch {
-      // Something in the error cannot be cloned: send its text only.
-      const r = message[1] as ErrorRecord;
-      message[1] = "thrown" in r
-        ? { thrown: String(r.thrown) }
-        : { name: r.name, message: r.message, stack: r.stack };
-      scope.postMessage(message);
+  /**
+   * A message that could not be cloned, made sendable: a result that cannot
+   * be is an error; an error that cannot be is sent as text.
+   */
+  function sendable(message: unknown[]): unknown[] {
+    if (message[0] === 2) return [2, textOnly(message[1] as ErrorRecord)]; // STRAY
+    for (let i = 1; i < message.length; i += 2) {
+      if (message[i] === DONE) {
+        try {
+          structuredClone(message[i + 1]);
+        } catch (error) {
+          message[i] = FAILED;
+          message[i + 1] = [{
+            name: "TypeError",
+            message: `the result (${kind(message[i + 1])}) cannot be sent back from the worker: ${
+              (error as Error).message
+            }. Results are structured-cloned: return plain data.`,
+            stack: "",
+          }, true]; // (if its call was cancelled meanwhile, the result is discarded anyway)
+        }
+      } else if (message[i] === FAILED) {
+        const failure = message[i + 1] as [ErrorRecord, boolean];
+        try {
+          structuredClone(failure[0]);
+        } catch {
+          failure[0] = textOnly(failure[0]);
+        }
+      }
     }
+    return message;
+  }
+
+  /** Something in the error cannot be cloned: its text only. */
+  function textOnly(r: ErrorRecord): ErrorRecord {
+    return "thrown" in r
+      ? { thrown: String(r.thrown) }
+      : { name: r.name, message: r.message, stack: r.stack };
   }
 
   function record(error: unknown, depth: number): ErrorRecord {
@@ -349,9 +428,14 @@ function workerMain(): void {
     }
   }
 
+  /** The function of a definition: compiled or imported the first time, then kept. */
+  function make(definition: Definition): Fn | Promise<Fn> {
+    const spec = definition.spec;
+    if (spec[0] === 1) return definition.fn = compile(spec[1]); // SOURCE
+    return load(spec[1], spec[2]!).then((fn) => definition.fn = fn);
+  }
+
   function compile(source: string): Fn {
-    let fn = compiled.get(source);
-    if (fn !== undefined) return fn;
     const name = /^(?:async\s*)?(?:function\s*\*?\s*)?([\w$]+)\s*\(/.exec(source)?.[1] ?? "";
     const make = (text: string) =>
       new Function(
@@ -374,10 +458,7 @@ function workerMain(): void {
         );
       }
     }
-    fn = factory(cancelled);
-    if (compiled.size >= 256) compiled.clear();
-    compiled.set(source, fn);
-    return fn;
+    return factory(cancelled);
   }
 
   async function load(url: string, exportName: string): Promise<Fn> {
@@ -410,7 +491,6 @@ function workerMain(): void {
             }.`),
       );
     }
-    loaded.set(url + " " + exportName, fn as Fn);
     return fn as Fn;
   }
 
@@ -460,8 +540,14 @@ class Thread {
    */
   readonly sent: (Call | null)[] = [];
   #ids = 0;
+  /** The refs of the functions defined on the worker, by their keys. */
+  readonly #refs = new Map<string, number>();
+  #lastRef = 0;
+  /** The CALLS message of this turn, posted by `post` (its calls are in `sent` already). */
+  #outbox: unknown[] = [CALLS];
   /** A call of it was cancelled while running: it takes no more calls and ends when it is free. */
   tainted = false;
+  terminated = false;
 
   constructor(pool: Pool) {
     const options: WorkerOptions & { deno?: { permissions: Deno.PermissionOptions } } = {
@@ -482,18 +568,62 @@ class Thread {
     this.worker.postMessage([SETUP, this.slots.buffer]);
   }
 
-  /** Posts the call to the worker, in a fresh slot; throws what postMessage throws. */
-  send(call: Call): void {
+  /** Calls were given to it this turn and are not posted yet. */
+  get filling(): boolean {
+    return this.#outbox.length > 1;
+  }
+
+  /** Adds the call, in a fresh slot, to the message that `post` sends. */
+  give(call: Call): void {
+    const fn = call.fn;
+    let ref = this.#refs.get(fn.key);
+    if (ref === undefined) {
+      if (this.#refs.size >= REFS) this.#refs.clear(); // the worker keeps the latest REFS
+      ref = ++this.#lastRef;
+      this.#refs.set(fn.key, ref);
+      this.#outbox.push(0, ref, fn.spec);
+    }
     const id = ++this.#ids;
     const at = (id % SLOTS) * 2;
     Atomics.store(this.slots, at, SLOT_QUEUED);
     Atomics.store(this.slots, at + 1, 0);
-    call.message[call.message.length - 1] = id;
-    this.worker.postMessage(call.message);
+    this.#outbox.push(id, ref, call.args);
     call.id = id;
     call.thread = this;
     call.state = SENT;
     this.sent.push(call);
+  }
+
+  /**
+   * Posts the calls given to it. A call that cannot be posted (an argument
+   * cannot be cloned) is posted without its arguments, for the worker to skip;
+   * it is returned with its error.
+   */
+  post(): [Call, unknown][] | undefined {
+    const message = this.#outbox;
+    if (message.length === 1 || this.terminated) return;
+    this.#outbox = [CALLS];
+    try {
+      this.worker.postMessage(message);
+      return;
+    } catch {
+      // Find the culprits: post the calls one by one (definitions are text).
+    }
+    const unsent: [Call, unknown][] = [];
+    for (let i = 1; i < message.length; i += 3) {
+      const one = [CALLS, message[i], message[i + 1], message[i + 2]];
+      try {
+        this.worker.postMessage(one);
+      } catch (error) {
+        const id = one[1] as number;
+        Atomics.store(this.slots, (id % SLOTS) * 2, SLOT_SKIP);
+        one[3] = [];
+        this.worker.postMessage(one);
+        const call = this.sent.find((call) => call !== null && call.id === id);
+        if (call) unsent.push([call, error]);
+      }
+    }
+    return unsent;
   }
 
   /** Withdraws a call sent to it that the worker has not started: true if it never will. */
@@ -516,9 +646,16 @@ class Thread {
   }
 
   terminate(): void {
+    this.terminated = true;
     this.worker.terminate();
     workersAlive--;
   }
+}
+
+/** What a call runs: its function's key (its text, or module and export) and definition. */
+interface Target {
+  readonly key: string;
+  readonly spec: [number, string, string?];
 }
 
 /** A call of a function on a worker: what a coroutine of `runInThread` parks on. */
@@ -529,7 +666,12 @@ class Call extends Wait {
   /** Its number on its thread (its slot), while sent. */
   id = 0;
 
-  constructor(readonly pool: Pool, readonly message: unknown[], readonly label: string) {
+  constructor(
+    readonly pool: Pool,
+    readonly fn: Target,
+    readonly args: unknown[],
+    readonly label: string,
+  ) {
     super();
   }
   park(task: Task): void {
@@ -618,22 +760,35 @@ class Pool {
       this.#threads.add(thread);
     }
     if (thread === undefined && this.#ahead > 0) {
+      // A busy worker is given calls once it is down to REFILL_AT, then up to
+      // the full QUEUE_AHEAD in the same turn: a batch per message.
       let least = this.#ahead + 1;
       for (const t of this.#threads) {
-        if (!t.tainted && t.sent.length < least) {
+        const n = t.sent.length;
+        if (!t.tainted && n < least && (n <= REFILL_AT || t.filling)) {
           thread = t;
-          least = t.sent.length;
+          least = n;
         }
       }
     }
     if (thread === undefined) return false;
-    try {
-      thread.send(call);
-    } catch (error) {
-      if (thread.sent.length === 0) this.#idle.push(thread);
-      this.#failEarly(call, cloneError(call, error));
+    const wasFilling = thread.filling;
+    thread.give(call);
+    if (thread.sent.length === 1) {
+      this.#post(thread); // it was idle: at once
+    } else if (!wasFilling) {
+      queueMicrotask(() => this.#post(thread)); // the calls of this turn, together
     }
     return true;
+  }
+
+  /** Posts the calls given to the thread; those that cannot be sent fail. */
+  #post(thread: Thread): void {
+    const unsent = thread.post();
+    if (unsent === undefined) return;
+    for (const [call, error] of unsent) {
+      if (call.state === SENT) this.#failEarly(call, cloneError(call, error)); // its SKIPPED is dropped
+    }
   }
 
   /** The call never reached a worker. */
@@ -700,40 +855,43 @@ class Pool {
       return;
     }
     if (!this.#threads.has(thread)) return; // terminated already
-    const call = thread.sent.shift();
-    if (call === undefined) return;
     if (kind === STOPPED) {
       // The stopping call awaits: nothing of it runs now, and the worker takes
       // no more calls. Terminate it; calls behind were put back already.
-      if (call !== null && call.state !== ENDED) {
+      const call = thread.sent.shift();
+      if (call != null && call.state !== ENDED) {
         call.state = ENDED;
         release(call.task!);
       }
       this.#abandon(thread, new Error("A thread's worker was stopped."));
       return;
     }
-    if (call !== null && call.state !== ENDED) {
+    // ANSWERS: (kind, payload) pairs, for the oldest calls sent.
+    const ended: Task[] = [];
+    for (let i = 1; i < message.length && this.#threads.has(thread); i += 2) {
+      const call = thread.sent.shift();
+      if (call == null || call.state === ENDED) continue;
       const task = call.task!;
+      const answer = message[i], payload = message[i + 1];
       call.thread = null;
       if (call.state === SENT) {
         call.state = ENDED;
-        if (kind === DONE) resume(task, call, message[1]);
-        else if (kind === FAILED) fail(task, call, rebuild(message[1] as ErrorRecord));
+        if (answer === DONE) resume(task, call, payload);
+        else if (answer === FAILED) fail(task, call, rebuild((payload as Failure)[0]));
       } else {
         // Stopping (cancelled, or the pool closed): what the call returned is
         // discarded. An error it threw without having seen cancelled() true is
         // an error of its own: a failing run reports it with its other errors.
         call.state = ENDED;
         const run = task.run;
-        if (kind === FAILED && message[2] === false && run.crashed && !run.ended) {
-          crash(run, rebuild(message[1] as ErrorRecord));
+        if (answer === FAILED && !(payload as Failure)[1] && run.crashed && !run.ended) {
+          crash(run, rebuild((payload as Failure)[0]));
         }
       }
-      this.#freed(thread);
-      release(task);
-      return;
+      ended.push(task);
     }
     this.#freed(thread);
+    for (const task of ended) release(task);
   }
 
   /** An answer came from the thread: it takes the next call, or ends if tainted. */
@@ -873,7 +1031,7 @@ function closedError(owner: string): Error {
 /** A postMessage of the call failed: name the argument that cannot be cloned. */
 function cloneError(call: Call, error: unknown): unknown {
   if (!(error instanceof DOMException) || error.name !== "DataCloneError") return error;
-  const args = call.message[call.message.length - 2] as unknown[];
+  const args = call.args;
   for (let i = 0; i < args.length; i++) {
     try {
       structuredClone(args[i]);
@@ -888,6 +1046,9 @@ function cloneError(call: Call, error: unknown): unknown {
   }
   return new TypeError(`${call.label}: the arguments cannot be sent to a worker: ${error.message}`);
 }
+
+/** A FAILED answer's payload: the error, and whether its call saw cancelled() true. */
+type Failure = [ErrorRecord, boolean];
 
 interface ErrorRecord {
   name?: string;
@@ -933,8 +1094,8 @@ function rebuild(r: ErrorRecord): unknown {
 const GeneratorFunction = Object.getPrototypeOf(function* () {}).constructor;
 const AsyncGeneratorFunction = Object.getPrototypeOf(async function* () {}).constructor;
 
-/** The message that runs `fn` with `args` on a worker; checks `fn`. */
-function callMessage(label: string, fn: unknown, args: unknown[]): unknown[] {
+/** What a worker runs for `fn`; checks `fn`. */
+function threadFn(label: string, fn: unknown): Target {
   if (typeof fn === "function") {
     if (fn instanceof GeneratorFunction || fn instanceof AsyncGeneratorFunction) {
       throw new TypeError(
@@ -950,9 +1111,12 @@ function callMessage(label: string, fn: unknown, args: unknown[]): unknown[] {
           "export a function from a module and use threadFunction.",
       );
     }
-    return [CALL_SOURCE, source, args, 0]; // 0: the call's id, set when sent
+    return { key: source, spec: [SOURCE, source] };
   }
-  if (isThreadFunction(fn)) return [CALL_MODULE, fn.module, fn.exportName, args, 0];
+  if (isThreadFunction(fn)) {
+    // No function's text starts with a NUL: the keys of the two kinds differ.
+    return { key: `\0${fn.module}\0${fn.exportName}`, spec: [MODULE, fn.module, fn.exportName] };
+  }
   throw new TypeError(
     `${label}: the function is ${describe(fn)}; give a self-contained function (sent by its ` +
       'source text) or threadFunction(new URL("./tasks.ts", import.meta.url), "name").',
@@ -1008,9 +1172,9 @@ let defaultPool: Pool | undefined;
  */
 export function runInThread<A extends unknown[], R>(fn: ThreadFn<A, R>, ...args: A): Coro<R> {
   const label = "runInThread()";
-  const message = callMessage(label, fn, args);
+  const what = threadFn(label, fn);
   defaultPool ??= new Pool(Infinity, "inherit", "runInThread");
-  return calling(new Call(defaultPool, message, label));
+  return calling(new Call(defaultPool, what, args, label));
 }
 
 /**
@@ -1134,7 +1298,7 @@ export class ThreadPool implements Disposable {
   runInThread<A extends unknown[], R>(fn: ThreadFn<A, R>, ...args: A): Coro<R> {
     const label = "ThreadPool.runInThread()";
     if (this.#pool.closed) throw closedError(this.#pool.owner);
-    return calling(new Call(this.#pool, callMessage(label, fn, args), label));
+    return calling(new Call(this.#pool, threadFn(label, fn), args, label));
   }
 
   /**
@@ -1158,13 +1322,9 @@ export class ThreadPool implements Disposable {
     if (xs === null || typeof (xs as Partial<Iterable<X>>)?.[Symbol.iterator] !== "function") {
       throw new TypeError(`${label}: xs is ${describe(xs)}; give an iterable (an array, a Set…).`);
     }
-    const first = callMessage(label, fn, []); // checks fn now, not at the first element
+    const what = threadFn(label, fn); // checks fn now, not at the first element
     const calls: Coro<R>[] = [];
-    for (const x of xs) {
-      const message = first.slice(); // the function's text is read once
-      message[message.length - 2] = [x];
-      calls.push(calling(new Call(this.#pool, message, label)));
-    }
+    for (const x of xs) calls.push(calling(new Call(this.#pool, what, [x], label)));
     return gathering(calls);
   }
 

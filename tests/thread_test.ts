@@ -597,6 +597,115 @@ threadTest("a pool of one starts 200 calls in submission order, sent ahead or no
   assert.deepEqual([...log.slice(1)], Array.from({ length: 200 }, (_, i) => i));
 });
 
+// Calls given to a worker in one turn go in one message; their answers come back together.
+
+/** Runs `call`, resolving to what it returned or threw, and when (ms after `start`). */
+function* timed<R>(call: Coro<R>, start: number): Coro<[R | Error, number]> {
+  try {
+    const value = yield* call;
+    return [value, performance.now() - start];
+  } catch (error) {
+    return [error as Error, performance.now() - start];
+  }
+}
+
+threadTest(
+  "answers of quick calls do not wait for a long call sent with them in one message",
+  async () => {
+    using pool = new ThreadPool(1);
+    const quick = (x: number) => x * 2;
+    const slow = (ms: number) => {
+      const until = Date.now() + ms;
+      while (Date.now() < until);
+      return "slow";
+    };
+    const start = performance.now();
+    // The first call goes at once; the other four in one message behind it.
+    const out = await new Loop().run(function* (): Coro<[unknown, number][]> {
+      return yield [
+        ...[1, 2, 3, 4].map((x) => timed(pool.runInThread(quick, x), start)),
+        timed(pool.runInThread(slow, 300), start),
+      ];
+    }());
+    assert.deepEqual(out.map(([value]) => value), [2, 4, 6, 8, "slow"]);
+    const [quickest, ...others] = out.map(([, at]) => at);
+    const slowAt = others.pop()!;
+    assert.ok(slowAt >= 290, `the long call ended at ${Math.round(slowAt)} ms`);
+    for (const at of [quickest, ...others]) {
+      assert.ok(at < slowAt - 200, `a quick answer came at ${Math.round(at)} ms`);
+    }
+  },
+);
+
+threadTest(
+  "an argument that cannot be cloned fails only its own call among calls sent together",
+  async () => {
+    using pool = new ThreadPool(1);
+    const echo = (x: unknown) => typeof x;
+    const out = await new Loop().run(function* (): Coro<[unknown, number][]> {
+      return yield [1, () => 2, 3, 4].map((x) => timed(pool.runInThread(echo, x), 0));
+    }());
+    const [first, bad, ...rest] = out.map(([value]) => value);
+    assert.deepEqual([first, ...rest], ["number", "number", "number"]);
+    assert.ok(bad instanceof TypeError);
+    assert.match(bad.message, /argument 1 \(the function \(anonymous\)\) cannot be sent/);
+  },
+);
+
+threadTest(
+  "a result that cannot be cloned fails only its own call among answers sent together",
+  async () => {
+    using pool = new ThreadPool(1);
+    const maybeFn = (x: number) => (x === 3 ? () => x : x);
+    const out = await new Loop().run(function* (): Coro<[unknown, number][]> {
+      return yield [1, 2, 3, 4, 5].map((x) => timed(pool.runInThread(maybeFn, x), 0));
+    }());
+    const values = out.map(([value]) => value);
+    assert.deepEqual([...values.slice(0, 2), ...values.slice(3)], [1, 2, 4, 5]);
+    assert.ok(values[2] instanceof TypeError);
+    assert.match(values[2].message, /the result \(a function\) cannot be sent back/);
+  },
+);
+
+threadTest(
+  "a call that closes its worker fails alone: answers before it arrive, calls after it rerun",
+  async () => {
+    using pool = new ThreadPool(1);
+    const runs = shared(6);
+    const closeAt3 = (runs: Int32Array, x: number) => {
+      Atomics.add(runs, x, 1);
+      if (x === 3) self.close();
+      return x;
+    };
+    const out = await new Loop().run(function* (): Coro<[unknown, number][]> {
+      return yield [1, 2, 3, 4, 5].map((x) => timed(pool.runInThread(closeAt3, runs, x), 0));
+    }());
+    const values = out.map(([value]) => value);
+    assert.deepEqual([...values.slice(0, 2), ...values.slice(3)], [1, 2, 4, 5]);
+    assert.ok(values[2] instanceof Error);
+    assert.match(values[2].message, /closed itself/);
+    assert.deepEqual([...runs], [0, 1, 1, 1, 1, 1], "each call ran once");
+  },
+);
+
+threadTest(
+  "a worker keeps the functions it was sent by text: 300 of them, each called again",
+  async () => {
+    using pool = new ThreadPool(1);
+    const fns = Array.from(
+      { length: 300 },
+      (_, k) => new Function("x", `return x * 1000 + ${k};`) as (x: number) => number,
+    );
+    // The loop remembers what it defined on a worker up to 256 functions, then starts afresh.
+    const range = (n: number) => Array.from({ length: n }, (_, k) => k);
+    const order = [...range(256), ...range(256), ...range(300), ...range(300)];
+    const out = await new Loop().run(function* (): Coro<number[]> {
+      return yield order.map((k, i) => pool.runInThread(fns[k], i));
+    }());
+    assert.deepEqual(out, order.map((k, i) => i * 1000 + k));
+  },
+);
+
 threadTest("a ThreadPool queues calls in order, and map keeps input order", async () => {
   using pool = new ThreadPool(1);
   const log = shared(11);
