@@ -1,7 +1,8 @@
 /**
  * The core loop under `deno bench`: bare-yield steps, a gather of 100 000
  * children, a chain 10 000 deep and 10 000 concurrent `sleep(10)`s, each next
- * to what plain JavaScript does for the same work (the group's baseline).
+ * to what plain JavaScript does for the same work (the group's baseline);
+ * and the two ways to wait on the library's waits, `yield w` and `yield* w`.
  *
  * `deno task bench` runs it; `deno task bench:compare` runs the side-by-side
  * comparison with effection and Effect in fresh processes (bench/compare.ts).
@@ -9,7 +10,7 @@
  * @module
  */
 
-import { type Coro, Loop } from "../mod.ts";
+import { type Coro, Event, Loop, sleep } from "../mod.ts";
 import { chain, fanout, sleepers } from "./compare/tinyio.ts";
 
 const STEPS = 100_000;
@@ -93,3 +94,46 @@ Deno.bench(
     await new Loop().run(sleepers(SLEEPERS, 10));
   },
 );
+
+// --- waits: `yield w` (a task of its own) against `yield* w` (inline) ---------
+
+const WAITS = 10_000;
+const isSet = new Event();
+isSet.set();
+
+function* sleepsYielded(n: number): Coro<void> {
+  for (let i = 0; i < n; i++) yield sleep(0);
+}
+function* sleepsDelegated(n: number): Coro<void> {
+  for (let i = 0; i < n; i++) yield* sleep(0);
+}
+function* waitsYielded(n: number): Coro<void> {
+  for (let i = 0; i < n; i++) yield isSet.wait();
+}
+function* waitsDelegated(n: number): Coro<void> {
+  for (let i = 0; i < n; i++) yield* isSet.wait();
+}
+
+const virtual = new Loop({ clock: "virtual" });
+
+Deno.bench("tinyio: 10 000 × yield* sleep(0), virtual clock", {
+  group: "sleep forms",
+  baseline: true,
+}, async () => {
+  await virtual.run(sleepsDelegated(WAITS));
+});
+
+Deno.bench("tinyio: 10 000 × yield sleep(0), virtual clock", { group: "sleep forms" }, async () => {
+  await virtual.run(sleepsYielded(WAITS));
+});
+
+Deno.bench("tinyio: 10 000 × yield* event.wait(), set", {
+  group: "wait forms",
+  baseline: true,
+}, async () => {
+  await virtual.run(waitsDelegated(WAITS));
+});
+
+Deno.bench("tinyio: 10 000 × yield event.wait(), set", { group: "wait forms" }, async () => {
+  await virtual.run(waitsYielded(WAITS));
+});

@@ -88,8 +88,9 @@ const FAILING = 3; // a WaitOn's, in the run queue: fails with `value`
 const RUNNING = 4; // being stepped
 const WAITING = 5; // waiting for coroutines: `waitingOn` is the child task or the gather's slots
 const PARKED = 6; // parked on a Wait: `waitingOn` is the Wait
-const DONE = 7; // returned: `value` is the result
-const FAILED = 8; // threw or was cancelled: `value` is the error
+const WAITON_PARKED = 7; // a WaitOn's, parked on its Wait: `waitingOn` is the Wait
+const DONE = 8; // returned: `value` is the result
+const FAILED = 9; // threw or was cancelled: `value` is the error
 
 /** Called when a watched task ends; return true to take over its failure. */
 export type Observer = (task: Task) => boolean | void;
@@ -339,11 +340,7 @@ export class Core {
       this.#head = (this.#head + 1) & this.#mask;
       // A task cancelled while queued is skipped here; one that only paused
       // (a bare `yield`, the commonest step) goes straight to the back.
-      if (task.state <= THROWING) {
-        if (step(task)) this.schedule(task);
-      } else if (task.state <= FAILING) {
-        settle(task);
-      }
+      if (task.state <= FAILING && step(task)) this.schedule(task);
       if (--countdown === 0) {
         // Reading the clock costs ten steps, so read it every `stride` steps,
         // with `stride` adapted so that a read comes about every 0.25–1 ms.
@@ -420,6 +417,7 @@ function childrenOf(t: Task): Task[] {
 
 /** Steps `task` once; true if it only paused, for the caller to queue it again. */
 function step(task: Task): boolean {
+  if (task.state > THROWING) return settle(task);
   const value = task.value;
   const throwing = task.state === THROWING;
   task.value = undefined;
@@ -438,7 +436,7 @@ function step(task: Task): boolean {
 }
 
 /** Ends the task of a WaitOn, resumed or failed by its wait (state RETURNING or FAILING). */
-function settle(task: Task): void {
+function settle(task: Task): false {
   const value = task.value;
   const failing = task.state === FAILING;
   task.value = undefined;
@@ -450,9 +448,10 @@ function settle(task: Task): void {
     else task.gen.next(value);
   } catch (error) {
     failed(task, error);
-    return;
+    return false;
   }
   finished(task, value);
+  return false;
 }
 
 /** `task` yielded `y`, not a bare `yield` (its stepper queues those itself). */
@@ -496,7 +495,7 @@ function spawnWaitOn(run: Run, coro: WaitOn<unknown>, starter: Task | null): Tas
     task.state = RETURNING;
     run.core.driver.enqueue(task);
   } else {
-    park(task, r.value as Wait);
+    park(task, r.value as Wait, WAITON_PARKED);
   }
   return task;
 }
@@ -526,8 +525,8 @@ function waitOne(task: Task, child: Task, gen: object): void {
   }
 }
 
-function park(task: Task, wait: Wait): void {
-  task.state = PARKED;
+function park(task: Task, wait: Wait, state = PARKED): void {
+  task.state = state;
   task.waitingOn = wait;
   try {
     wait.park(task);
@@ -623,7 +622,8 @@ function removeWaiter(child: Task, waiter: Task | Observer): void {
 /** Schedules `task` to have `error` thrown in at its current yield. */
 function throwInto(task: Task, error: unknown): void {
   task.value = error;
-  task.state = task.gen instanceof WaitOn ? FAILING : THROWING;
+  // A WaitOn's task is only ever parked (or queued to end): it fails.
+  task.state = task.state === WAITON_PARKED ? FAILING : THROWING;
   task.run.core.driver.enqueue(task);
 }
 
@@ -766,7 +766,7 @@ function cancelMessage(run: Run, error: unknown): string {
 function detach(task: Task): void {
   const on = task.waitingOn;
   task.waitingOn = null;
-  if (task.state === PARKED) (on as Wait).unpark(task);
+  if (task.state === PARKED || task.state === WAITON_PARKED) (on as Wait).unpark(task);
   else if (on instanceof Task) removeWaiter(on, task);
   else if (Array.isArray(on)) { for (const c of on) if (c instanceof Task) removeWaiter(c, task); }
   task.value = undefined;
@@ -843,7 +843,7 @@ function isCauseOf(error: unknown, cancel: Error): boolean {
 /** Stops `task` waiting and throws `error` into it at its current yield (a timeout). */
 export function interrupt(task: Task, error: object): void {
   interruptions.add(error);
-  if (task.state === WAITING || task.state === PARKED) detach(task);
+  if (task.state >= WAITING && task.state <= WAITON_PARKED) detach(task);
   if (task.state <= FAILING) {
     // Already in the queue: throw at that step instead of queueing it twice.
     task.state = task.state <= THROWING ? THROWING : FAILING;
@@ -870,20 +870,21 @@ function maybeEnd(run: Run): void {
 
 /** Resumes `task`, parked on `wait`, with `value`. Ignored if it no longer waits there. */
 export function resume(task: Task, wait: Wait, value: unknown): void {
-  if (task.state !== PARKED || task.waitingOn !== wait) return;
+  // Only a parked task waits on a Wait (waits on coroutines are not Waits).
+  if (task.waitingOn !== wait) return;
   task.waitingOn = null;
   task.value = value;
-  if (task.gen instanceof WaitOn) {
+  if (task.state === PARKED) {
+    task.run.core.driver.schedule(task);
+  } else {
     task.state = RETURNING;
     task.run.core.driver.enqueue(task);
-  } else {
-    task.run.core.driver.schedule(task);
   }
 }
 
 /** Throws `error` into `task`, parked on `wait`. Ignored if it no longer waits there. */
 export function fail(task: Task, wait: Wait, error: unknown): void {
-  if (task.state !== PARKED || task.waitingOn !== wait) return;
+  if (task.waitingOn !== wait) return;
   // While its run is being cancelled, an error that the cancellation itself
   // caused (a pool closed by a `using` in a finally) is not the task's own:
   // the task stays parked and gets its CancelledError like every other.

@@ -35,6 +35,9 @@ export const SIZE = {
   semaphoreTasks: 20_000,
   semaphoreCapacity: 8,
   memory: 200_000,
+  // A fresh worker runs its side of the protocol in V8's interpreter at first:
+  // "warm" means after enough calls for its JIT (the bare echo needs none).
+  roundTripsWarmUp: 3_000,
   roundTrips: 2_000,
   poolTasks: 10_000,
 } as const;

@@ -160,7 +160,7 @@ export const contender: Contender = {
   roundTrip: async () => {
     const { worker, call } = echoWorker();
     try {
-      for (let i = 0; i < 200; i++) await call(i);
+      for (let i = 0; i < SIZE.roundTripsWarmUp; i++) await call(i);
       const start = performance.now();
       for (let i = 0; i < SIZE.roundTrips; i++) await call(i);
       return (performance.now() - start) * 1000 / SIZE.roundTrips;

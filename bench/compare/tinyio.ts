@@ -130,7 +130,7 @@ export const contender: Contender = {
       const done = new Loop().run(main());
       return whenParked(n, () => parked, { release: () => hold.release(), done });
     }),
-  roundTrip: () => new Loop().run(roundTrips(200, SIZE.roundTrips)),
+  roundTrip: () => new Loop().run(roundTrips(SIZE.roundTripsWarmUp, SIZE.roundTrips)),
   startUp: async () => {
     const start = performance.now();
     await new Loop().run(runInThread(inc, 1));
