@@ -15,6 +15,12 @@
  * that a run must not outlive (a worker, a promise) is announced with
  * {@linkcode hold} and {@linkcode release}.
  *
+ * The waits that programs hold by the thousand (`sleep()`, `event.wait()`)
+ * reach users as a `WaitOn` (src/coro.ts): a small coroutine that yields its
+ * Wait once. With `yield*` the caller steps it; waited on as a coroutine it
+ * gets a task, which the loop parks at once and ends once resumed, never
+ * stepping it as a generator.
+ *
  * @module
  */
 
@@ -477,7 +483,17 @@ function spawn(run: Run, coro: Coro, starter: Task | null): Task {
 
 /** Makes a task for a generator the loop has not seen, and queues it. */
 function spawnGenerator(run: Run, gen: Coro, starter: Task | null): Task {
-  const task = newTask(run, gen, starter);
+  // The hot path of every gather: written out, not shared with spawnWaitOn.
+  // V8 drops code that stores TASK on generators whenever their shapes die,
+  // and a shared helper is dropped twice as often (semaphore bench in fresh
+  // processes: 5.1 ms written out, 6.7 ms with a helper).
+  const task = new Task(gen, run, starter);
+  (gen as { [TASK]?: Task })[TASK] = task;
+  task.prev = run.last;
+  if (run.last === null) run.first = task;
+  else run.last.next = task;
+  run.last = task;
+  run.live++;
   run.core.driver.schedule(task);
   return task;
 }
@@ -488,7 +504,13 @@ function spawnGenerator(run: Run, gen: Coro, starter: Task | null): Task {
  * returned).
  */
 function spawnWaitOn(run: Run, coro: WaitOn<unknown>, starter: Task | null): Task {
-  const task = newTask(run, coro, starter);
+  const task = new Task(coro, run, starter);
+  coro[TASK] = task;
+  task.prev = run.last;
+  if (run.last === null) run.first = task;
+  else run.last.next = task;
+  run.last = task;
+  run.live++;
   const r = coro.next();
   if (r.done === true) {
     task.value = r.value;
@@ -497,17 +519,6 @@ function spawnWaitOn(run: Run, coro: WaitOn<unknown>, starter: Task | null): Tas
   } else {
     park(task, r.value as Wait, WAITON_PARKED);
   }
-  return task;
-}
-
-function newTask(run: Run, coro: Coro, starter: Task | null): Task {
-  const task = new Task(coro, run, starter);
-  (coro as { [TASK]?: Task })[TASK] = task;
-  task.prev = run.last;
-  if (run.last === null) run.first = task;
-  else run.last.next = task;
-  run.last = task;
-  run.live++;
   return task;
 }
 
