@@ -624,3 +624,20 @@ test("isolate and copy of something that is not a coroutine are TypeErrors at th
     return true;
   });
 });
+
+test("the library's waits (sleep, Event.wait) work as coroutines with isolate and copy", async () => {
+  const loop = new Loop({ clock: "virtual" });
+  const ready = new Event();
+  const out = await loop.run(function* () {
+    const slept = yield* isolate(sleep(20));
+    const shared = ready.wait(); // a coroutine of the outer loop
+    yield new Set([function* () {
+      yield sleep(5);
+      ready.set();
+    }()]);
+    const copied = yield* copy(shared);
+    const [woken, ok] = yield* isolate(copied);
+    return [slept, woken, ok, loop.now()];
+  }());
+  assert.deepEqual(out, [[undefined, true], true, true, 25]);
+});

@@ -794,3 +794,16 @@ test("asCompleted: a non-iterable or a non-coroutine element is a TypeError at t
     /asCompleted\(\): element 1 is a Promise, not a coroutine/,
   );
 });
+
+test("asCompleted and Event.wait: the library's waits are coroutines there too", async () => {
+  const loop = new Loop({ clock: "virtual" });
+  const never = new Event();
+  const out = await loop.run(function* () {
+    const order: unknown[] = [];
+    const waits: Coro<unknown>[] = [sleep(10), never.wait(5)];
+    for (const next of yield* asCompleted(waits)) order.push(yield next);
+    return order;
+  }());
+  assert.deepEqual(out, [false, undefined]); // the timed-out wait (5 ms) first, then the sleep
+  assert.equal(loop.now(), 10);
+});
