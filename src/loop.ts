@@ -145,7 +145,7 @@ export class Task {
     readonly starter: Task | null,
   ) {}
 
-  /** True while queued to have `value` thrown in at its next step. */
+  /** True while queued to have `value` thrown in at its next step (tests watch for it). */
   get throwing(): boolean {
     return this.state === THROWING;
   }
@@ -446,17 +446,12 @@ function settle(task: Task): false {
   const value = task.value;
   const failing = task.state === FAILING;
   task.value = undefined;
-  task.state = RUNNING;
-  // The WaitOn returns what it is sent and throws what it is thrown; this
-  // step only lets it know, so that it ends as a generator would.
-  try {
-    if (failing) task.gen.throw(value);
-    else task.gen.next(value);
-  } catch (error) {
-    failed(task, error);
-    return false;
-  }
-  finished(task, value);
+  task.state = RUNNING; // so that a crash that follows does not cancel it again
+  // A WaitOn returns what it is sent and throws what it is thrown: end it (as
+  // a generator would be at its last step) and take the outcome from here.
+  task.gen.return(undefined);
+  if (failing) failed(task, value);
+  else finished(task, value);
   return false;
 }
 

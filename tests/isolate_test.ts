@@ -11,18 +11,7 @@ import {
   timeout,
   toPromise,
 } from "../mod.ts";
-import { captureWarnings, test } from "./_helper.ts";
-
-/** Resolves after `ms` real milliseconds; rejects with the reason when `signal` aborts. */
-function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const id = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(id);
-      reject(signal!.reason);
-    }, { once: true });
-  });
-}
+import { captureWarnings, delay, test } from "./_helper.ts";
 
 /** A queue that holds at most one element; `get` waits for one. */
 class OneSlot<T> {

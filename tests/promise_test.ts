@@ -12,23 +12,7 @@ import {
   toPromise,
 } from "../mod.ts";
 import { liveWorkers } from "../src/thread.ts";
-import { captureWarnings, test } from "./_helper.ts";
-
-/** Resolves after `ms` real milliseconds; rejects with the reason when `signal` aborts. */
-function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const id = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(id);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
+import { captureWarnings, delay, test } from "./_helper.ts";
 
 /** A promise and its resolve function. */
 function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {

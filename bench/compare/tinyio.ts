@@ -86,6 +86,24 @@ function whenParked<T>(n: number, count: () => number, parked: T): Promise<T> {
   });
 }
 
+/**
+ * Runs a gather of `n` coroutines made by `waiter` (each counts itself in
+ * `parked`, then waits); resolves once all are parked, with how to end them.
+ */
+function parkInGather(
+  n: number,
+  waiter: () => Coro<void>,
+  parked: () => number,
+  release: () => void,
+): Promise<{ release: () => void; done: Promise<unknown> }> {
+  const done = new Loop().run(function* (): Coro<void> {
+    const waiters: Coro<void>[] = new Array(n);
+    for (let i = 0; i < n; i++) waiters[i] = waiter();
+    yield waiters;
+  }());
+  return whenParked(n, parked, { release, done });
+}
+
 /** @tinyio/core's side of every workload. */
 export const contender: Contender = {
   steps: () => timeVsFloor(() => new Loop().run(spin(SIZE.steps))),
@@ -100,17 +118,12 @@ export const contender: Contender = {
     bytesPerParked((n) => {
       const event = new Event();
       let parked = 0;
-      function* waiter(): Coro<void> {
+      return parkInGather(n, function* () {
         parked++;
         yield* event.wait();
-      }
-      function* main(): Coro<void> {
-        const waiters: Coro<void>[] = new Array(n);
-        for (let i = 0; i < n; i++) waiters[i] = waiter();
-        yield waiters;
-      }
-      const done = new Loop().run(main());
-      return whenParked(n, () => parked, { release: () => event.set(), done });
+      }, () =>
+        parked, () =>
+        event.set());
     }),
   // Parked: the same, suspended in `yield hold` on a Wait that only keeps its
   // tasks in an array: what the loop itself keeps per coroutine.
@@ -118,17 +131,12 @@ export const contender: Contender = {
     bytesPerParked((n) => {
       const hold = new Hold();
       let parked = 0;
-      function* waiter(): Coro<void> {
+      return parkInGather(n, function* () {
         parked++;
         yield hold;
-      }
-      function* main(): Coro<void> {
-        const waiters: Coro<void>[] = new Array(n);
-        for (let i = 0; i < n; i++) waiters[i] = waiter();
-        yield waiters;
-      }
-      const done = new Loop().run(main());
-      return whenParked(n, () => parked, { release: () => hold.release(), done });
+      }, () =>
+        parked, () =>
+        hold.release());
     }),
   roundTrip: () => new Loop().run(roundTrips(SIZE.roundTripsWarmUp, SIZE.roundTrips)),
   startUp: async () => {
