@@ -29,7 +29,8 @@ export type Coro<T = unknown> = Generator<unknown, T, any>;
  */
 export const TASK: unique symbol = Symbol("tinyio.task");
 
-const GeneratorPrototype: object = Object.getPrototypeOf(function* () {}).prototype;
+/** The prototype of every generator object (`%GeneratorPrototype%`). */
+export const GeneratorPrototype: object = Object.getPrototypeOf(function* () {}).prototype;
 const isPrototypeOf = Object.prototype.isPrototypeOf;
 
 /** True for generator objects, false for everything else. */
@@ -69,7 +70,7 @@ const YIELDED: unique symbol = Symbol("yielded");
 // deno-lint-ignore no-explicit-any
 export class WaitOn<T> extends Iterator<unknown, T, any> implements Generator<unknown, T, any> {
   // Keeps WaitOn's hidden class, and the code compiled against it, alive
-  // between runs (see `Core.#keepShapes` in loop.ts).
+  // between runs (docs/design.md, "Hidden classes").
   static #keepShape: WaitOn<unknown> = new WaitOn(null);
 
   /** Its task, if a loop waits on it as a coroutine (a field: adding the property later costs more). */

@@ -7,24 +7,21 @@
 
 import { CancelledError } from "./errors.ts";
 import { type Coro, isCoro } from "./coro.ts";
+import { notACoroutine } from "./messages.ts";
 import {
   atRunEnd,
-  Core,
-  crash,
-  describe,
   fail,
-  hold,
+  type Nested,
   type Observer,
   primitive,
-  release,
   resume,
-  type Run,
+  startNested,
   type Task,
   taskOf,
   unwatch,
   Wait,
   watch,
-} from "./loop.ts";
+} from "./wait.ts";
 
 /**
  * A coroutine parked on a nested loop. The nested loop has its own core (its
@@ -33,11 +30,7 @@ import {
  * time. When the nested run ends, its result or error resumes the task.
  */
 class Isolation<T> extends Wait {
-  #nested: Run | null = null;
-  // Set when the waiting task was cancelled: the nested run is being torn down.
-  #abandoned = false;
-  // Whether the errors raised while tearing it down are the outer run's to report.
-  #reportErrors = false;
+  #nested: Nested | null = null;
 
   constructor(readonly coro: Coro<T>, readonly exceptionGroup: boolean | undefined) {
     super();
@@ -51,46 +44,19 @@ class Isolation<T> extends Wait {
           "`yield* copy(coro)`: a fresh coroutine that returns what `coro` returns.",
       );
     }
-    const core = new Core(task.clock, task.run.core.driver);
-    this.#nested = core.startRun(this.coro, this.exceptionGroup, (run) => this.#ended(task, run));
-  }
-
-  #ended(task: Task, run: Run): void {
-    if (this.#abandoned) {
-      // Errors raised while cancelling the nested coroutines are errors raised
-      // while cancelling the outer task, as they would be on one loop.
-      if (this.#reportErrors) task.run.otherErrors.push(...run.otherErrors);
-      release(task);
-    } else if (!run.crashed) {
-      resume(task, this, [run.root!.value, true]);
-    } else if (run.error instanceof CancelledError) {
+    this.#nested = startNested(task, this.coro, this.exceptionGroup, (end) => {
+      if (end.ok) resume(task, this, [end.value, true]);
       // A cancellation is never captured: it goes on to the outer loop.
-      fail(task, this, run.error);
-    } else {
-      resume(task, this, [run.rejection(), false]);
-    }
+      else if (end.value instanceof CancelledError) fail(task, this, end.value);
+      else resume(task, this, [end.rejection(), false]);
+    });
   }
 
-  unpark(task: Task): void {
-    const nested = this.#nested!;
-    if (nested.ended) return;
+  unpark(): void {
     // The outer task stops waiting (cancelled, timed out): cancel the nested
-    // coroutines, and hold the outer run until the nested one has stopped
-    // (its `fromPromise` promises settled, its workers gone).
-    this.#abandoned = true;
-    hold(task);
-    // Already crashed on its own and still tearing down: that failure, which
-    // nobody waits for now, is dropped, and so are the errors of its teardown;
-    // crashing it again would report this cancellation as one of them.
-    if (nested.crashed) return;
-    this.#reportErrors = true;
-    const outer = task.run;
-    crash(
-      nested,
-      new CancelledError("isolate(): the coroutine waiting on this isolated loop was cancelled", {
-        cause: outer.crashed ? outer.error : undefined,
-      }),
-    );
+    // coroutines; the outer run is held until they have stopped (their
+    // `fromPromise` promises settled, their workers gone).
+    this.#nested!.cancel("isolate(): the coroutine waiting on this isolated loop was cancelled");
   }
 }
 
@@ -129,12 +95,7 @@ export function isolate<T>(
   coro: Coro<T>,
   options: { exceptionGroup?: boolean } = {},
 ): Coro<[T, true] | [Error, false]> {
-  if (!isCoro(coro)) {
-    throw new TypeError(
-      `isolate() takes a coroutine (a generator object, such as f() for function* f), ` +
-        `got ${describe(coro)}.`,
-    );
-  }
+  if (!isCoro(coro)) throw notACoroutine("isolate()", coro);
   return isolating(new Isolation(coro, options.exceptionGroup));
 }
 
@@ -201,12 +162,7 @@ class Replay extends Wait {
  * ```
  */
 export function copy<T>(coro: Coro<T>): Coro<Coro<T>> {
-  if (!isCoro(coro)) {
-    throw new TypeError(
-      `copy() takes a coroutine (a generator object, such as f() for function* f), ` +
-        `got ${describe(coro)}.`,
-    );
-  }
+  if (!isCoro(coro)) throw notACoroutine("copy()", coro);
   return copying(coro);
 }
 

@@ -9,18 +9,9 @@
 
 import { CancelledError } from "./errors.ts";
 import type { Coro } from "./coro.ts";
-import {
-  describe,
-  fail,
-  hold,
-  Loop,
-  primitive,
-  release,
-  resume,
-  type RunOptions,
-  type Task,
-  Wait,
-} from "./loop.ts";
+import { describe } from "./messages.ts";
+import { Loop, type RunOptions } from "./loop.ts";
+import { crashCause, fail, hold, primitive, release, resume, type Task, Wait } from "./wait.ts";
 
 /** A promise, or a function that starts one given an `AbortSignal`. */
 type PromiseInput<T> = PromiseLike<T> | ((signal: AbortSignal) => PromiseLike<T>);
@@ -71,10 +62,9 @@ class PromiseWait<T> extends Wait {
       this.#release(task);
       return;
     }
-    const run = task.run;
     controller.abort(
       new CancelledError("fromPromise(): the coroutine waiting on this promise was cancelled", {
-        cause: run.crashed ? run.error : undefined,
+        cause: crashCause(task),
       }),
     );
   }

@@ -7,8 +7,8 @@
 
 import type { Clock, Deadline } from "./clock.ts";
 import { type Coro, isCoro, WaitOn } from "./coro.ts";
-import { describe, resume, Task, taskOf, Wait, watch } from "./loop.ts";
-import { checkMs } from "./time.ts";
+import { checkMs, describe } from "./messages.ts";
+import { isParkedOn, resume, type Task, taskOf, Wait, watch } from "./wait.ts";
 
 /** Waits on an event without a timeout: one shared by all such waiters of the event. */
 class EventWait extends Wait {
@@ -106,7 +106,7 @@ export class Event {
       // once they are half of it, so a never-set event does not grow forever.
       if (++event.#stale * 2 > event.#waiters.length) {
         event.#waiters = event.#waiters.filter((w) =>
-          w instanceof Task ? w.waitingOn === event.#wait : w.task!.waitingOn === w
+          w instanceof TimedEventWait ? isParkedOn(w.task!, w) : isParkedOn(w, event.#wait)
         );
         event.#stale = 0;
       }
@@ -126,11 +126,11 @@ export class Event {
     this.#waiters = [];
     this.#stale = 0;
     for (const w of ws) {
-      if (w instanceof Task) {
-        resume(w, this.#wait, true);
-      } else {
+      if (w instanceof TimedEventWait) {
         w.cancelDeadline();
         resume(w.task!, w, true);
+      } else {
+        resume(w, this.#wait, true);
       }
     }
   }
@@ -310,7 +310,7 @@ class Acquire extends Wait {
  */
 export class Semaphore {
   // V8 drops compiled code along with the hidden classes it was compiled
-  // against, once their last object is collected (see `Core.#keepShapes`):
+  // against, once their last object is collected (docs/design.md, "Hidden classes"):
   // one of each kept here spares every new semaphore's run the slow start.
   static #keepShapes: unknown[] = [
     new Semaphore(1),

@@ -27,10 +27,10 @@
  */
 
 import type { Coro } from "./coro.ts";
+import { crash } from "./core.ts"; // until the thread split: `reportError` of wait.ts replaces it
+import { describe } from "./messages.ts";
 import {
   atRunEnd,
-  crash,
-  describe,
   fail,
   hold,
   primitive,
@@ -39,7 +39,7 @@ import {
   type Run,
   type Task,
   Wait,
-} from "./loop.ts";
+} from "./wait.ts";
 
 /**
  * What runs on a worker: a self-contained function, or a module export named

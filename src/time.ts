@@ -6,38 +6,20 @@
 
 import type { Clock, Deadline } from "./clock.ts";
 import { type Coro, isCoro, WaitOn } from "./coro.ts";
-import { CancelledError, TimeoutError } from "./errors.ts";
+import { TimeoutError } from "./errors.ts";
+import { checkMs, describe } from "./messages.ts";
 import {
-  cancelTask,
-  crash,
-  describe,
   fail,
   interrupt,
   type Observer,
   resume,
   start,
-  Task,
+  stopWork,
+  type Task,
   unwatch,
   Wait,
-  waitedOn,
-  waitersOf,
   watch,
-} from "./loop.ts";
-
-/**
- * Checks a time in milliseconds given to `what`: a number, not negative, not
- * `NaN` (`Infinity` means forever).
- */
-export function checkMs(what: string, ms: unknown): asserts ms is number {
-  if (typeof ms !== "number") {
-    throw new TypeError(`${what}: the time is ${describe(ms)}; give a number of milliseconds.`);
-  }
-  if (Number.isNaN(ms) || ms < 0) {
-    throw new RangeError(
-      `${what}: the time is ${ms}; give a number of milliseconds ≥ 0 (Infinity waits forever).`,
-    );
-  }
-}
+} from "./wait.ts";
 
 /** A parked sleep: a deadline that resumes its task. */
 class Sleep extends Wait implements Deadline {
@@ -130,12 +112,6 @@ function* timingOut<T>(coro: Coro<T>, ms: number): Coro<[T, true] | [undefined, 
   return yield new Timeout(coro, ms);
 }
 
-// A timeout's observer carries the task that waits through it: `stopWork`
-// must know who waits on a coroutine, and an observer is not a task. (A
-// property, not a WeakMap: ten thousand WeakMap entries cost more in garbage
-// collection than the rest of the timeouts.)
-type OwnedObserver = Observer & { owner: Task | null };
-
 /**
  * A parked `timeout`: it starts `coro` as if its task had yielded it, watches
  * it end, and holds the deadline.
@@ -149,7 +125,11 @@ class Timeout<T> extends Wait implements Deadline {
   child: Task | null = null;
   #clock: Clock | null = null;
   #fired = false;
-  #observer: OwnedObserver = Object.assign((child: Task) => this.#ended(child), {
+  // It carries the task that waits through it (`owner`): `stopWork` must know
+  // who waits on a coroutine, and an observer is not a task. (A property, not
+  // a WeakMap: ten thousand WeakMap entries cost more in garbage collection
+  // than the rest of the timeouts.)
+  #observer: Observer = Object.assign((child: Task) => this.#ended(child), {
     owner: null as Task | null,
   });
 
@@ -177,6 +157,11 @@ class Timeout<T> extends Wait implements Deadline {
     unwatch(this.child!, this.#observer);
   }
 
+  /** Its task waits on `coro` through it: a `stopWork` of that task stops `coro`'s work too. */
+  override children(): readonly Task[] {
+    return this.child === null ? [] : [this.child];
+  }
+
   /** `coro` ended: before the deadline, that is the result; after it, swallow its TimeoutError. */
   #ended(child: Task): boolean {
     if (this.#fired) return !child.succeeded && child.value instanceof TimeoutError;
@@ -195,65 +180,12 @@ class Timeout<T> extends Wait implements Deadline {
     const error = new TimeoutError(
       `timeout(): the coroutine did not finish within ${this.ms} ms, so it was stopped.`,
     );
-    stopWork(child, error);
+    stopWork(
+      child,
+      "cancelled because a timeout() around the coroutine that started it ran out",
+      error,
+    );
     interrupt(child, error);
     resume(this.#task!, this, [undefined, false]);
   }
-}
-
-/**
- * Cancels the coroutines that `root` started by waiting on them, recursively,
- * except those that a coroutine outside that set waits on, and what those
- * wait on. Nothing left running waits on a cancelled coroutine, so nothing
- * can hang on one.
- */
-function stopWork(root: Task, cause: TimeoutError): void {
-  const doomed = startedBy(root);
-  // Spare a coroutine waited on from outside; repeat until nothing changes,
-  // since a spared coroutine is outside too and spares what it waits on.
-  const inside = (t: Task | undefined) => t === root || (t !== undefined && doomed.has(t));
-  let changed = true;
-  while (changed) {
-    changed = false;
-    for (const t of doomed) {
-      const owners = waitersOf(t).map((w) =>
-        w instanceof Task ? w : (w as Partial<OwnedObserver>).owner ?? undefined
-      );
-      if (!owners.every(inside)) {
-        doomed.delete(t);
-        changed = true;
-      }
-    }
-  }
-  // Cancelling is not a crash: keep its CancelledErrors out of the run's
-  // report, but an error that a cancelled coroutine throws instead is one.
-  const run = root.run;
-  const cancels = run.cancelErrors.length;
-  const others = run.otherErrors.length;
-  const message = "cancelled because a timeout() around the coroutine that started it ran out";
-  for (const t of doomed) cancelTask(t, new CancelledError(message, { cause }));
-  run.cancelErrors.length = cancels;
-  for (const error of run.otherErrors.splice(others)) crash(run, error);
-}
-
-/**
- * The unfinished tasks that `root` started by waiting on them, recursively:
- * those it waits on (through a gather, or through a timeout's observer) and
- * was the first to yield.
- */
-function startedBy(root: Task): Set<Task> {
-  const found = new Set<Task>();
-  const todo = [root];
-  while (todo.length > 0) {
-    const t = todo.pop()!;
-    const on = t.waitingOn;
-    const children = on instanceof Timeout ? [on.child!] : waitedOn(t);
-    for (const c of children) {
-      if (c.starter === t && !c.ended && !found.has(c)) {
-        found.add(c);
-        todo.push(c);
-      }
-    }
-  }
-  return found;
 }

@@ -10,7 +10,7 @@ import {
   sleep,
   timeout,
 } from "../mod.ts";
-import { hold, release, resume, type Task, Wait } from "../src/loop.ts";
+import { hold, release, resume, type Task, Wait } from "../src/wait.ts";
 import { BACK_OFF, flaky, retry } from "../examples/retry.ts";
 import { test } from "./_helper.ts";
 

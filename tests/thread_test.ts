@@ -16,7 +16,7 @@ import {
   ThreadPool,
   timeout,
 } from "../mod.ts";
-import { taskOf } from "../src/loop.ts";
+import { taskOf } from "../src/wait.ts";
 import { liveWorkers } from "../src/thread.ts";
 import { test } from "./_helper.ts";
 import type { addTwo, addTwoLater, countUntilCancelled } from "./fixtures/tasks.ts";

@@ -5,7 +5,7 @@
  */
 
 import { type Coro, Event, Loop, runInThread, Semaphore, sleep, ThreadPool } from "../../mod.ts";
-import { resume, type Task, Wait } from "../../src/loop.ts";
+import { resume, type Task, Wait } from "../../src/wait.ts";
 import { bytesPerParked, type Contender, SIZE, timeMs, timeVsFloor } from "./common.ts";
 
 function* spin(n: number): Coro<void> {

@@ -1,0 +1,172 @@
+/**
+ * The loop's records: a {@linkcode Task} per coroutine, a {@linkcode Run} per
+ * crash domain, and the {@linkcode Wait} that everything other than a
+ * coroutine is, with the task states in the order the loop relies on.
+ * src/core.ts steps them; src/wait.ts is what primitives may use of them.
+ *
+ * @module
+ */
+
+import type { Clock } from "./clock.ts";
+import { type Coro, TASK } from "./coro.ts";
+import { groupMessage } from "./messages.ts";
+import type { Core } from "./core.ts";
+
+// Task states. The order matters: the loop tests states by range, so that a
+// hot test is one comparison.
+//   QUEUED..FAILING         in the run queue (`<= FAILING`): the driver steps it
+//     QUEUED..THROWING      stepped as a generator (`<= THROWING`)
+//     RETURNING..FAILING    a WaitOn's task, ended by `settle` (`> THROWING`)
+//   RUNNING                 being stepped, or being cancelled
+//   WAITING..WAITON_PARKED  waiting (`>= WAITING && <= WAITON_PARKED`): `waitingOn` says on what
+//   DONE..FAILED            ended (`>= DONE`): `value` is the outcome
+// The queued states come first because `#steps` tests every task it takes
+// from the queue with `state <= FAILING` (a task cancelled while queued is
+// skipped), and `step` splits generators from WaitOns with one more compare.
+
+/** In the run queue (or about to be): the next step sends `value` in. */
+export const QUEUED = 0;
+/** In the run queue: the next step throws `value` in. */
+export const THROWING = 1;
+// A WaitOn's task is never stepped as a generator: it parks on its wait when
+// made, and once resumed (or failed) it waits in the run queue to end.
+/** A WaitOn's, in the run queue: ends returning `value`. */
+export const RETURNING = 2;
+/** A WaitOn's, in the run queue: ends failing with `value`. */
+export const FAILING = 3;
+/** Being stepped (or cancelled): not in the queue, not waiting. */
+export const RUNNING = 4;
+/** Waiting for coroutines: `waitingOn` is the child task or the gather's slots. */
+export const WAITING = 5;
+/** Parked on a Wait: `waitingOn` is the Wait. */
+export const PARKED = 6;
+/** A WaitOn's, parked on its Wait: `waitingOn` is the Wait. */
+export const WAITON_PARKED = 7;
+/** Returned: `value` is the result. */
+export const DONE = 8;
+/** Threw or was cancelled: `value` is the error. */
+export const FAILED = 9;
+
+/** Called when a watched task ends; return true to take over its failure. */
+export type Observer = ((task: Task) => boolean | void) & {
+  /**
+   * The task that waits on the watched one through this observer (a
+   * `timeout`'s caller), if any: `stopWork` counts it among the waiters.
+   */
+  owner?: Task | null;
+};
+
+/**
+ * Something a coroutine can wait on, other than coroutines. The loop calls
+ * `park` when a coroutine yields it; from then on the wait owns that task
+ * until it calls `resume` or `fail` (once, from anywhere) — or until the loop
+ * calls `unpark` because the task stopped waiting (cancelled, timed out),
+ * after which the wait must let go of it: drop its deadline, give up its
+ * place, stop its work.
+ */
+export abstract class Wait {
+  /** `task` yielded this and now waits on it. */
+  abstract park(task: Task): void;
+  /** `task` no longer waits on this. */
+  abstract unpark(task: Task): void;
+  /**
+   * The tasks that the parked task waits on through this wait (a timeout's
+   * coroutine), for `stopWork` to follow; none for most waits.
+   */
+  children(): readonly Task[] {
+    return NONE;
+  }
+}
+
+const NONE: readonly Task[] = Object.freeze([]);
+
+/**
+ * The loop's record of one coroutine. It lives as long as its generator, so it
+ * is kept small: every field costs 8 bytes per coroutine.
+ */
+export class Task {
+  /**
+   * What the next step sends in (or throws); the result or error once ended;
+   * while waiting on a gather, how many of its children have not ended yet.
+   */
+  value: unknown = undefined;
+  state = QUEUED;
+  /** The child task, the gather's slots, or the Wait this task is waiting on. */
+  waitingOn: Task | unknown[] | Wait | null = null;
+  // Who waits for this task: the first inline (most tasks have one), the rest
+  // as (waiter, slot) pairs. A slot of -1 means a single `yield coro`.
+  waiter: Task | Observer | null = null;
+  waiterSlot = -1;
+  moreWaiters: (Task | Observer | number)[] | null = null;
+  // The run's list of unfinished tasks, for cancellation and cycle checks.
+  prev: Task | null = null;
+  next: Task | null = null;
+
+  constructor(
+    readonly gen: Coro,
+    readonly run: Run,
+    /** The task that started this one by waiting on it; null if started in the background. */
+    readonly starter: Task | null,
+  ) {}
+
+  /** True while queued to have `value` thrown in at its next step (tests watch for it). */
+  get throwing(): boolean {
+    return this.state === THROWING;
+  }
+  /** True once the coroutine returned or failed. */
+  get ended(): boolean {
+    return this.state >= DONE;
+  }
+  /** True if the coroutine returned (its result is `value`). */
+  get succeeded(): boolean {
+    return this.state === DONE;
+  }
+  /** The clock of the task's loop. */
+  get clock(): Clock {
+    return this.run.core.clock;
+  }
+}
+
+/** The task of a coroutine, if a loop has seen it. */
+export function taskOf(coro: Coro): Task | undefined {
+  return (coro as { [TASK]?: Task })[TASK];
+}
+
+/**
+ * One call of `run` (or one `isolate`): a crash domain. A failure cancels
+ * every task of its run and no other.
+ */
+export class Run {
+  first: Task | null = null;
+  last: Task | null = null;
+  live = 0;
+  holds = 0;
+  crashed = false;
+  ended = false;
+  error: unknown = undefined;
+  readonly otherErrors: unknown[] = [];
+  readonly cancelErrors: unknown[] = [];
+  abortReason: unknown = undefined;
+  aborted = false;
+  root: Task | null = null;
+  /** Called once when the run has ended (see `atRunEnd`). */
+  atEnd: (() => void)[] | null = null;
+
+  constructor(
+    readonly core: Core,
+    readonly exceptionGroup: boolean | undefined,
+    readonly onEnd: (run: Run) => void,
+  ) {}
+
+  /** The error `run` rejects with, following `exceptionGroup`. */
+  rejection(): unknown {
+    const { error, otherErrors, cancelErrors } = this;
+    if (this.exceptionGroup === false) return error;
+    if (this.exceptionGroup === true) {
+      return new AggregateError([error, ...otherErrors, ...cancelErrors], groupMessage(error));
+    }
+    return otherErrors.length === 0
+      ? error
+      : new AggregateError([error, ...otherErrors], groupMessage(error));
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * The plug-in interface for primitives: everything a sleep, an event, a
+ * semaphore, a thread call, a promise, a nested loop or a channel may use of
+ * the loop. Primitives import from here (and from coro.ts, errors.ts,
+ * clock.ts and messages.ts), never from the core.
+ *
+ * The protocol: a primitive's coroutine yields a {@linkcode Wait}; the loop
+ * calls its `park(task)`, and from then on the wait owns the task until it
+ * calls {@linkcode resume} or {@linkcode fail} — once, from anywhere: a timer,
+ * another loop, a host callback — or until the loop calls `unpark(task)`
+ * because the task stopped waiting (cancelled, timed out), after which the
+ * wait must let go of it. Work outside the loop that a run must not outlive
+ * (a worker, a promise) is announced with {@linkcode hold} and
+ * {@linkcode release}; a wait that waits on coroutines does it through
+ * {@linkcode start} and {@linkcode watch}.
+ *
+ * Of a {@linkcode Task}, a primitive reads only `ended`, `succeeded`, `value`
+ * once ended (the result, or the error), `clock`, and `run` as an identity
+ * (a key: which run a task belongs to). Everything else is the core's.
+ *
+ * @module
+ */
+
+import { CancelledError } from "./errors.ts";
+import type { Coro } from "./coro.ts";
+import { foreign } from "./messages.ts";
+import { addWaiter, Core, crash, maybeEnd, removeWaiter, spawn, throwInto } from "./core.ts";
+import {
+  DONE,
+  type Observer,
+  PARKED,
+  RETURNING,
+  type Run,
+  type Task,
+  taskOf,
+  type Wait,
+} from "./task.ts";
+
+export { type Observer, type Run, type Task, taskOf, Wait } from "./task.ts";
+export { interrupt, primitive, stopWork } from "./core.ts";
+
+/** Resumes `task`, parked on `wait`, with `value`. Ignored if it no longer waits there. */
+export function resume(task: Task, wait: Wait, value: unknown): void {
+  // Only a parked task waits on a Wait (waits on coroutines are not Waits).
+  if (task.waitingOn !== wait) return;
+  task.waitingOn = null;
+  task.value = value;
+  if (task.state === PARKED) {
+    task.run.core.driver.schedule(task);
+  } else {
+    task.state = RETURNING;
+    task.run.core.driver.enqueue(task);
+  }
+}
+
+/** Throws `error` into `task`, parked on `wait`. Ignored if it no longer waits there. */
+export function fail(task: Task, wait: Wait, error: unknown): void {
+  if (task.waitingOn !== wait) return;
+  // While its run is being cancelled, an error that the cancellation itself
+  // caused (a pool closed by a `using` in a finally) is not the task's own:
+  // the task stays parked and gets its CancelledError like every other.
+  if (task.run.crashed) return;
+  task.waitingOn = null;
+  throwInto(task, error);
+}
+
+/** True while `task` is parked on `wait` (neither resumed, failed nor unparked). */
+export function isParkedOn(task: Task, wait: Wait): boolean {
+  return task.waitingOn === wait;
+}
+
+/** Outside work for `task`'s run has started: the run does not end, nor the virtual clock jump, before it is released. */
+export function hold(task: Task): void {
+  task.run.holds++;
+  task.run.core.driver.holds++;
+}
+
+/**
+ * The outside work announced by `hold(task)` has stopped. Call `resume` or
+ * `fail` first (or in the same synchronous callback): a release in an earlier
+ * callback lets a virtual clock jump before the task is runnable again.
+ */
+export function release(task: Task): void {
+  const run = task.run;
+  run.holds--;
+  run.core.driver.holds--;
+  maybeEnd(run);
+  run.core.driver.wake();
+}
+
+/**
+ * Calls `fn` once when `task`'s run has ended (its tasks finished, its holds
+ * released), just before `run` settles: for resources a primitive keeps for as
+ * long as a run uses them (threads keep their idle workers). `fn` must not throw.
+ */
+export function atRunEnd(task: Task, fn: () => void): void {
+  (task.run.atEnd ??= []).push(fn);
+}
+
+/**
+ * Starts `coro` in `task`'s run, as if `task` had yielded it in a Set; returns
+ * its task. With `waited`, `task` becomes its starter, as if `task` had
+ * yielded it to wait on it (a wait that waits on a coroutine through an
+ * observer, such as `timeout`), so that `stopWork` of `task` stops it too.
+ * A coroutine of another loop is a TypeError.
+ */
+export function start(task: Task, coro: Coro, waited = false): Task {
+  const seen = taskOf(coro);
+  if (seen !== undefined) {
+    if (seen.run.core !== task.run.core) throw foreign(coro);
+    return seen;
+  }
+  return spawn(task.run, coro, waited ? task : null);
+}
+
+/** Calls `observer` when `child` ends (or at once if it has). */
+export function watch(child: Task, observer: Observer): void {
+  if (child.state >= DONE) observer(child);
+  else addWaiter(child, observer, -1);
+}
+
+/** Stops calling `observer` for `child`. */
+export function unwatch(child: Task, observer: Observer): void {
+  removeWaiter(child, observer);
+}
+
+/**
+ * The error `task`'s run is failing with (the cause of its cancellation), or
+ * undefined if it is not failing: the cause for the CancelledError of work a
+ * primitive stops (an aborted promise, a nested loop).
+ */
+export function crashCause(task: Task): unknown {
+  return task.run.crashed ? task.run.error : undefined;
+}
+
+/** True once `task`'s run is failing (a coroutine failed, or its signal aborted). */
+export function runIsFailing(task: Task): boolean {
+  return task.run.crashed;
+}
+
+/**
+ * An error of `task`'s run that no coroutine can catch (the own error of a
+ * worker whose call was cancelled): fails the run, or, if it is failing
+ * already, joins its other errors.
+ */
+export function reportError(task: Task, error: unknown): void {
+  crash(task.run, error);
+}
+
+/** How a nested loop ended, given to `startNested`'s `onEnd`. */
+export interface NestedEnd {
+  /** True if its coroutine returned. */
+  readonly ok: boolean;
+  /** Its coroutine's result if `ok`; otherwise the error the nested run failed with. */
+  readonly value: unknown;
+  /** What `run` would reject with for this failure, following `exceptionGroup`. */
+  rejection(): unknown;
+}
+
+/** A nested loop, as `startNested` returns it. */
+export interface Nested {
+  /**
+   * The task waiting on it stopped waiting (cancelled, timed out): cancel
+   * every coroutine of the nested loop with a CancelledError of `message`.
+   * `onEnd` is not called then; `task`'s run is held until they have all
+   * stopped, and the errors they raise meanwhile are errors of `task`'s run.
+   * Nothing happens if the nested loop has ended.
+   */
+  cancel(message: string): void;
+}
+
+/**
+ * Starts `coro` (new to every loop) on a nested loop for `task`: a crash
+ * domain of its own, with its own coroutines, stepped by `task`'s driver and
+ * reading its clock, so the two interleave fairly and share virtual time.
+ * `onEnd` is called once the nested loop has ended (all its coroutines and
+ * outside work stopped).
+ */
+export function startNested(
+  task: Task,
+  coro: Coro,
+  exceptionGroup: boolean | undefined,
+  onEnd: (end: NestedEnd) => void,
+): Nested {
+  const core = new Core(task.clock, task.run.core.driver);
+  let abandoned = false; // `cancel` was called: the nested run is being torn down
+  let reportErrors = false; // the errors of that teardown are the outer run's
+  const nested = core.startRun(coro, exceptionGroup, (run: Run) => {
+    if (abandoned) {
+      // Errors raised while cancelling the nested coroutines are errors raised
+      // while cancelling the outer task, as they would be on one loop.
+      if (reportErrors) task.run.otherErrors.push(...run.otherErrors);
+      release(task);
+    } else if (run.crashed) {
+      onEnd({ ok: false, value: run.error, rejection: () => run.rejection() });
+    } else {
+      onEnd({ ok: true, value: run.root!.value, rejection: () => undefined });
+    }
+  });
+  return {
+    cancel(message: string): void {
+      if (nested.ended) return;
+      abandoned = true;
+      hold(task);
+      // Already crashed on its own and still tearing down: that failure, which
+      // nobody waits for now, is dropped, and so are the errors of its teardown;
+      // crashing it again would report this cancellation as one of them.
+      if (nested.crashed) return;
+      reportErrors = true;
+      crash(nested, new CancelledError(message, { cause: crashCause(task) }));
+    },
+  };
+}
