@@ -20,22 +20,8 @@
 import { CancelledError } from "./errors.ts";
 import { type Clock, RealClock } from "./clock.ts";
 import { type Coro, GeneratorPrototype, isCoro, isGenerator, TASK, WaitOn } from "./coro.ts";
-import {
-  DONE,
-  FAILED,
-  FAILING,
-  type Observer,
-  PARKED,
-  QUEUED,
-  RETURNING,
-  Run,
-  RUNNING,
-  Task,
-  THROWING,
-  Wait,
-  WAITING,
-  WAITON_PARKED,
-} from "./task.ts";
+import * as states from "./task.ts";
+import { Gather, type Observer, Run, Task, Wait } from "./task.ts";
 import {
   crashMessage,
   cycleError,
@@ -50,6 +36,12 @@ import {
 // (docs/design.md, "Hidden classes").
 const generatorNext = (GeneratorPrototype as Coro).next;
 const generatorThrow = (GeneratorPrototype as Coro).throw;
+
+// Local copies of the task states (defined, with their order, in task.ts): an
+// imported binding is read through a cell at every use, and the hot path tests
+// states several times a step (docs/design.md, "The hot path": 7 % of a step).
+const { QUEUED, THROWING, RETURNING, FAILING, RUNNING } = states;
+const { WAITING, PARKED, WAITON_PARKED, DONE, FAILED } = states;
 
 const SLICE_MS = 4; // return to the host at least this often while tasks stay runnable
 const MAX_STRIDE = 1024; // steps between clock reads, at most
@@ -70,7 +62,22 @@ export class Driver {
   #wakeUp: (() => void) | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined = undefined;
 
+  /**
+   * Called, if set, whenever a driver comes to rest (no task is being
+   * stepped): before it returns to the host, before it sleeps, and when its
+   * top run has ended. Tests set it to the invariant checks of
+   * src/invariants.ts; production leaves it null, one comparison per rest.
+   */
+  static atRest: ((driver: Driver) => void) | null = null;
+
   constructor(readonly clock: Clock) {}
+
+  /** The tasks in the run queue, front first: for src/invariants.ts. */
+  queued(): Task[] {
+    const out: Task[] = [];
+    for (let i = this.#head; i !== this.#tail; i = (i + 1) & this.#mask) out.push(this.#queue[i]!);
+    return out;
+  }
 
   /** Puts `task` at the back of the run queue and wakes the loop if it sleeps. */
   schedule(task: Task): void {
@@ -113,6 +120,7 @@ export class Driver {
       // Aborted during those steps (its wake-up came while awake): crash now, don't sleep.
       if (top.aborted && !top.crashed) continue;
       if (this.#head !== this.#tail) {
+        if (Driver.atRest !== null) Driver.atRest(this);
         await new Promise<void>((resolve) => setImmediate(resolve));
         continue;
       }
@@ -125,6 +133,7 @@ export class Driver {
       if (clock.virtual && this.holds === 0) {
         if (clock.jump()) {
           if (performance.now() - hopped >= SLICE_MS) {
+            if (Driver.atRest !== null) Driver.atRest(this);
             await new Promise<void>((resolve) => setImmediate(resolve));
             hopped = performance.now();
           }
@@ -135,8 +144,10 @@ export class Driver {
         if (this.#head !== this.#tail) continue;
       }
       if (this.holds === 0 && clock.next() === Infinity && this.#failCycles()) continue;
+      if (Driver.atRest !== null) Driver.atRest(this);
       await this.#sleep(clock);
     }
+    if (Driver.atRest !== null) Driver.atRest(this);
     // No timer to clear: every sleep ended by its wake-up, which cleared it. A
     // run that ended from a host callback (a release) has already settled, so
     // the next run may have set a timer of its own before this line runs.
@@ -204,13 +215,17 @@ export class Driver {
  * and clock.
  */
 export class Core {
-  // Keeps the hidden classes of Task, Run, Core and Driver, and the code
-  // compiled against them, alive between runs (docs/design.md, "Hidden classes").
-  static #keepShapes: Task = new Task(
-    (function* () {})(),
-    new Run(new Core(new RealClock(), new Driver(new RealClock())), undefined, () => {}),
-    null,
-  );
+  // Keeps the hidden classes of Task, Run, Core, Driver and Gather, and the
+  // code compiled against them, alive between runs (docs/design.md, "Hidden
+  // classes").
+  static #keepShapes: [Task, Gather] = [
+    new Task(
+      (function* () {})(),
+      new Run(new Core(new RealClock(), new Driver(new RealClock())), undefined, () => {}),
+      null,
+    ),
+    new Gather([], 0),
+  ];
 
   /** True while a `run` of this core's loop is in progress. */
   running = false;
@@ -261,7 +276,7 @@ function findCycle(run: Run): number {
 function childrenOf(t: Task): Task[] {
   const on = t.waitingOn;
   if (on instanceof Task) return [on];
-  if (Array.isArray(on)) return on.filter((x): x is Task => x instanceof Task);
+  if (on instanceof Gather) return on.slots.filter((x): x is Task => x instanceof Task);
   return [];
 }
 
@@ -424,8 +439,7 @@ function gather(task: Task, coros: unknown[]): void {
     task.run.core.driver.schedule(task);
   } else {
     task.state = WAITING;
-    task.waitingOn = slots;
-    task.value = pending; // counted down by `notify`
+    task.waitingOn = new Gather(slots, pending); // counted down by `notify`
   }
 }
 
@@ -491,14 +505,10 @@ function notify(child: Task, waiter: Task | Observer, slot: number): void {
   if (slot < 0) {
     waiter.value = child.value;
   } else {
-    const slots = waiter.waitingOn as unknown[];
-    slots[slot] = child.value;
-    const pending = (waiter.value as number) - 1;
-    if (pending !== 0) {
-      waiter.value = pending;
-      return;
-    }
-    waiter.value = slots;
+    const gather = waiter.waitingOn as Gather;
+    gather.slots[slot] = child.value;
+    if (--gather.pending !== 0) return;
+    waiter.value = gather.slots;
   }
   waiter.waitingOn = null;
   waiter.run.core.driver.schedule(waiter);
@@ -661,7 +671,9 @@ function detach(task: Task): void {
   task.waitingOn = null;
   if (task.state === PARKED || task.state === WAITON_PARKED) (on as Wait).unpark(task);
   else if (on instanceof Task) removeWaiter(on, task);
-  else if (Array.isArray(on)) { for (const c of on) if (c instanceof Task) removeWaiter(c, task); }
+  else if (on instanceof Gather) {
+    for (const c of on.slots) if (c instanceof Task) removeWaiter(c, task);
+  }
   task.value = undefined;
 }
 

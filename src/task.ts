@@ -36,7 +36,7 @@ export const RETURNING = 2;
 export const FAILING = 3;
 /** Being stepped (or cancelled): not in the queue, not waiting. */
 export const RUNNING = 4;
-/** Waiting for coroutines: `waitingOn` is the child task or the gather's slots. */
+/** Waiting for coroutines: `waitingOn` is the child task or the Gather. */
 export const WAITING = 5;
 /** Parked on a Wait: `waitingOn` is the Wait. */
 export const PARKED = 6;
@@ -82,23 +82,30 @@ const NONE: readonly Task[] = Object.freeze([]);
 
 /**
  * The loop's record of one coroutine. It lives as long as its generator, so it
- * is kept small: every field costs 8 bytes per coroutine.
+ * is kept small: every field costs 8 bytes per coroutine (11 fields, 112 B).
  */
 export class Task {
   /**
-   * What the next step sends in (or throws); the result or error once ended;
-   * while waiting on a gather, how many of its children have not ended yet.
+   * The value passing through the task, by state: what the next step sends
+   * in (QUEUED, RETURNING) or throws in (THROWING, FAILING); undefined while
+   * it runs or waits; its outcome once ended (DONE: the result, FAILED: the
+   * error). One field for the two, because they never overlap in time: an
+   * outcome is set when the last step ends, and nothing is sent in after it
+   * (a field of its own would cost 8 B a task).
    */
   value: unknown = undefined;
+  /** One of the states above. */
   state = QUEUED;
-  /** The child task, the gather's slots, or the Wait this task is waiting on. */
-  waitingOn: Task | unknown[] | Wait | null = null;
+  /** WAITING: the child task or the Gather; PARKED, WAITON_PARKED: the Wait; else null. */
+  waitingOn: Task | Gather | Wait | null = null;
   // Who waits for this task: the first inline (most tasks have one), the rest
-  // as (waiter, slot) pairs. A slot of -1 means a single `yield coro`.
+  // as (waiter, slot) pairs. A slot of -1 means a single `yield coro`, else the
+  // waiter's gather slot. Emptied when the task ends.
   waiter: Task | Observer | null = null;
   waiterSlot = -1;
   moreWaiters: (Task | Observer | number)[] | null = null;
-  // The run's list of unfinished tasks, for cancellation and cycle checks.
+  // The run's list of unfinished tasks, for cancellation and cycle checks;
+  // a task leaves it when it ends.
   prev: Task | null = null;
   next: Task | null = null;
 
@@ -109,10 +116,6 @@ export class Task {
     readonly starter: Task | null,
   ) {}
 
-  /** True while queued to have `value` thrown in at its next step (tests watch for it). */
-  get throwing(): boolean {
-    return this.state === THROWING;
-  }
   /** True once the coroutine returned or failed. */
   get ended(): boolean {
     return this.state >= DONE;
@@ -125,6 +128,16 @@ export class Task {
   get clock(): Clock {
     return this.run.core.clock;
   }
+}
+
+/** What a task WAITING on `yield [a, b, …]` waits on. */
+export class Gather {
+  constructor(
+    /** Slot i: the i-th child's task until that child ends, then its result. */
+    readonly slots: unknown[],
+    /** How many children have not ended yet: the task runs again at 0. */
+    public pending: number,
+  ) {}
 }
 
 /** The task of a coroutine, if a loop has seen it. */

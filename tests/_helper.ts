@@ -1,3 +1,8 @@
+import { enableInvariantChecks } from "../src/invariants.ts";
+
+// Every test checks the loop's invariants whenever a driver comes to rest.
+enableInvariantChecks();
+
 /**
  * The one way tests are declared here: `Deno.test` with every sanitizer on
  * (Deno 2.9 leaves `sanitizeOps` off by default), so no test leaves a timer,

@@ -16,6 +16,7 @@ import {
   ThreadPool,
   timeout,
 } from "../mod.ts";
+import { THROWING } from "../src/task.ts";
 import { taskOf } from "../src/wait.ts";
 import { liveWorkers } from "../src/thread.ts";
 import { test } from "./_helper.ts";
@@ -373,8 +374,9 @@ threadTest(
       throw new RangeError("its own");
     });
     function* watcher(): Coro<never> {
-      // Fails right after the call's error reached the loop, before the call's coroutine resumed.
-      while (taskOf(call)?.throwing !== true) yield;
+      // Fails right after the call's error reached the loop, before the call's coroutine resumed:
+      // its task is queued to have that error thrown in.
+      while (taskOf(call)?.state !== THROWING) yield;
       throw new Error("watcher");
     }
     const error = await rejection(
