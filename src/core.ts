@@ -17,11 +17,11 @@
  * @module
  */
 
-import { CancelledError } from "./errors.ts";
+import { CancelledError, TimeoutError } from "./errors.ts";
 import { type Clock, RealClock } from "./clock.ts";
 import { type Coro, GeneratorPrototype, isCoro, isGenerator, TASK, WaitOn } from "./coro.ts";
 import * as states from "./task.ts";
-import { Gather, type Observer, Run, Task, Wait } from "./task.ts";
+import { Gather, type Observer, Run, Task, taskOf, Wait } from "./task.ts";
 import {
   crashMessage,
   cycleError,
@@ -29,6 +29,8 @@ import {
   invalidElement,
   invalidYield,
   misbehavedWarning,
+  stoppedMessage,
+  waiterCancelledMessage,
 } from "./messages.ts";
 
 // The core steps generators through these, not `gen.next(v)`, so that the
@@ -40,7 +42,7 @@ const generatorThrow = (GeneratorPrototype as Coro).throw;
 // Local copies of the task states (defined, with their order, in task.ts): an
 // imported binding is read through a cell at every use, and the hot path tests
 // states several times a step (docs/design.md, "The hot path": 7 % of a step).
-const { QUEUED, THROWING, RETURNING, FAILING, RUNNING } = states;
+const { QUEUED, THROWING, RETURNING, FAILING, CLEANUP, CLEANUP_THROWING, RUNNING } = states;
 const { WAITING, PARKED, WAITON_PARKED, DONE, FAILED } = states;
 
 const SLICE_MS = 4; // return to the host at least this often while tasks stay runnable
@@ -178,7 +180,7 @@ export class Driver {
       this.#head = (this.#head + 1) & this.#mask;
       // A task cancelled while queued is skipped here; one that only paused
       // (a bare `yield`, the commonest step) goes straight to the back.
-      if (task.state <= FAILING && step(task)) this.schedule(task);
+      if (task.state <= CLEANUP_THROWING && step(task)) this.schedule(task);
       if (--countdown === 0) {
         // Reading the clock costs ten steps, so read it every `stride` steps,
         // with `stride` adapted so that a read comes about every 0.25–1 ms.
@@ -244,14 +246,21 @@ export class Core {
 // ---------------------------------------------------------------------------
 // The cycle check: only when nothing at all can wake the loop.
 
-/** Returns the length of a waiting cycle among `run`'s tasks, or 0. */
+/**
+ * Returns the length of a waiting cycle among `run`'s tasks, or 0. It follows
+ * every wait on coroutines: a single one, a gather, and the waits that wait on
+ * coroutines for their task (a timeout's, a shield's), so a cycle through a
+ * shield is a cycle too.
+ */
 function findCycle(run: Run): number {
   const depth = new Map<Task, number>(); // on the current path: its depth; done: -1
   for (let t = run.first; t !== null; t = t.next) {
-    if (t.state !== WAITING || depth.has(t)) continue;
+    if (depth.has(t)) continue;
+    const start = waitsOn(t);
+    if (start.length === 0) continue;
     // Iterative depth-first search, so that a deep chain cannot overflow the stack.
     const path: Task[] = [t];
-    const todo: Task[][] = [childrenOf(t)];
+    const todo: Task[][] = [start];
     depth.set(t, 0);
     while (path.length > 0) {
       const children = todo[todo.length - 1];
@@ -265,18 +274,27 @@ function findCycle(run: Run): number {
       if (d === undefined) {
         depth.set(child, path.length);
         path.push(child);
-        todo.push(child.state === WAITING ? childrenOf(child) : []);
+        todo.push(waitsOn(child));
       } else if (d >= 0) return path.length - d;
     }
   }
   return 0;
 }
 
-/** The tasks that `t`, WAITING, waits on (for a gather, those not finished yet). */
-function childrenOf(t: Task): Task[] {
+/**
+ * The unfinished tasks that `t` waits on now: its child, its gather's open
+ * children, or those of the Wait it is parked on (a timeout's coroutine, a
+ * shield's, the coroutines a stop waits for). A fresh array.
+ */
+function waitsOn(t: Task): Task[] {
   const on = t.waitingOn;
-  if (on instanceof Task) return [on];
-  if (on instanceof Gather) return on.slots.filter((x): x is Task => x instanceof Task);
+  if (t.state === WAITING) {
+    if (on instanceof Task) return [on];
+    return (on as Gather).slots.filter((x): x is Task => x instanceof Task && x.state < DONE);
+  }
+  if (t.state === PARKED || t.state === WAITON_PARKED) {
+    return (on as Wait).children().filter((x) => x.state < DONE);
+  }
   return [];
 }
 
@@ -285,7 +303,7 @@ function childrenOf(t: Task): Task[] {
 
 /** Steps `task` once; true if it only paused, for the caller to queue it again. */
 function step(task: Task): boolean {
-  if (task.state > THROWING) return settle(task);
+  if (task.state > THROWING) return stepCold(task);
   const value = task.value;
   const throwing = task.state === THROWING;
   task.value = undefined;
@@ -303,8 +321,13 @@ function step(task: Task): boolean {
   return false;
 }
 
-/** Ends the task of a WaitOn, resumed or failed by its wait (state RETURNING or FAILING). */
-function settle(task: Task): false {
+/**
+ * The states that `step` sends here: the task of a WaitOn, resumed or failed
+ * by its wait (RETURNING, FAILING), ends; a cancelled task's cleanup goes on
+ * (CLEANUP, CLEANUP_THROWING).
+ */
+function stepCold(task: Task): false {
+  if (task.state > FAILING) return cleanupStep(task);
   const value = task.value;
   const failing = task.state === FAILING;
   task.value = undefined;
@@ -400,7 +423,9 @@ function park(task: Task, wait: Wait, state = PARKED): void {
     wait.park(task);
   } catch (error) {
     task.waitingOn = null;
-    throwInto(task, error);
+    // (A cancelled task parks only on a shield: it goes on cleaning up.)
+    if (task.run.cancelling?.has(task)) wakeCleanup(task, error, true);
+    else throwInto(task, error);
   }
 }
 
@@ -451,8 +476,14 @@ function background(task: Task, coros: Set<unknown>): void {
     const seen = (c as { [TASK]?: Task })[TASK];
     if (seen !== undefined && seen.run.core !== task.run.core) return throwInto(task, foreign(c));
   }
+  // During a crash, the coroutines a shield's work starts in the background
+  // are stopped when that shield ends: note which shield they belong to.
+  const crashed = task.run.crashed;
   for (const c of items) {
-    if ((c as { [TASK]?: Task })[TASK] === undefined) spawn(task.run, c as Coro, null);
+    if ((c as { [TASK]?: Task })[TASK] === undefined) {
+      const child = spawn(task.run, c as Coro, null);
+      if (crashed) startedInShield(task, child);
+    }
   }
   task.run.core.driver.schedule(task);
 }
@@ -514,8 +545,23 @@ function notify(child: Task, waiter: Task | Observer, slot: number): void {
   waiter.run.core.driver.schedule(waiter);
 }
 
+
 // ---------------------------------------------------------------------------
 // How a task ends.
+
+/** Resumes `task`, parked on `wait`, with `value`. Ignored if it no longer waits there. */
+export function resume(task: Task, wait: Wait, value: unknown): void {
+  // Only a parked task waits on a Wait (waits on coroutines are not Waits).
+  if (task.waitingOn !== wait) return;
+  task.waitingOn = null;
+  task.value = value;
+  if (task.state === PARKED) {
+    task.run.core.driver.schedule(task);
+  } else {
+    task.state = RETURNING;
+    task.run.core.driver.enqueue(task);
+  }
+}
 
 /** Schedules `task` to have `error` thrown in at its current yield. */
 export function throwInto(task: Task, error: unknown): void {
@@ -554,20 +600,6 @@ function finished(task: Task, value: unknown): void {
   maybeEnd(task.run);
 }
 
-/** A step threw: the task failed. Unless an observer takes the failure over, the run crashes. */
-function failed(task: Task, error: unknown): void {
-  const run = task.run;
-  if (run.crashed) {
-    run.otherErrors.push(error);
-    endFailed(task, error);
-    maybeEnd(run);
-  } else if (endFailed(task, error)) {
-    maybeEnd(run);
-  } else {
-    crash(run, error);
-  }
-}
-
 const primitives = new WeakSet<object>();
 
 /**
@@ -583,42 +615,59 @@ export function primitive(fn: (...args: any[]) => Coro): void {
 primitives.add(WaitOn.prototype); // a WaitOn's error is its caller's, as with `yield*`
 
 /**
- * Ends `task` with `error`. Observers are told; if one takes the failure over
- * (returns true), the task's other waiters get the error thrown in and this
- * returns true. Otherwise the caller crashes the run, which cancels them.
+ * True if `task` failed (or fails) with an error for the coroutines waiting on
+ * it to catch, not an error of the run: it is one of the library's (see
+ * `primitive`), or a stop cancelled it (it has no result).
  */
-function endFailed(task: Task, error: unknown): boolean {
+export function errorIsWaiters(task: Task): boolean {
+  return primitives.has(Object.getPrototypeOf(task.gen)) ||
+    (task.state === FAILED && stopErrors.has(task.value as object));
+}
+
+/** Ends `task` with `error`; returns its waiters, as (waiter, slot) pairs, taken off it. */
+function endFailed(task: Task, error: unknown): (Task | Observer | number)[] {
   task.state = FAILED;
   task.value = error;
   task.waitingOn = null;
   unlink(task);
-  const entries: (Task | Observer | number)[] = task.waiter === null
-    ? []
-    : [task.waiter, task.waiterSlot, ...(task.moreWaiters ?? [])];
+  const waiters = task.waiter === null ? [] : [task.waiter, task.waiterSlot, ...(task.moreWaiters ?? [])];
   task.waiter = task.moreWaiters = null;
+  return waiters;
+}
+
+/**
+ * A step threw `error`, the task's own: it failed. Its observers are told
+ * first; if one takes the failure over (a timeout swallowing its own
+ * `TimeoutError`), or the task is one of the library's and tasks wait on it,
+ * the waiting tasks get the error thrown in. Otherwise it is an error of the
+ * run: the run crashes (or, crashing already, records it, once), which
+ * cancels the waiters; those that a shield keeps out of the crash get a
+ * CancelledError whose cause it is.
+ */
+function failed(task: Task, error: unknown): void {
+  const run = task.run;
+  const waiters = endFailed(task, error);
+  const callers = errorIsWaiters(task);
+  // Recorded before the waiters hear of it, so that a wait that passes it on
+  // (a timeout around it) is seen to pass on a recorded error (see `fail`).
+  if (run.crashed && !callers) record(run, error);
   let handled = false;
-  if (!task.run.crashed) {
-    for (let i = 0; i < entries.length; i += 2) {
-      const w = entries[i];
-      if (typeof w === "function" && w(task) === true) handled = true;
-    }
-    // A coroutine of the library (`fromPromise`, `runInThread` …) hands its
-    // error to the coroutines waiting on it, so that `yield p` and `yield* p`
-    // behave alike: `try { yield fromPromise(p) } catch {}` catches.
-    if (!handled && primitives.has(Object.getPrototypeOf(task.gen))) {
-      handled = entries.some((w) => w instanceof Task);
-    }
-    if (handled) {
-      for (let i = 0; i < entries.length; i += 2) {
-        const w = entries[i];
-        if (w instanceof Task && w.state === WAITING) {
-          detach(w);
-          throwInto(w, error);
-        }
-      }
-    }
+  for (let i = 0; i < waiters.length; i += 2) {
+    const w = waiters[i];
+    if (typeof w === "function" && w(task) === true) handled = true;
   }
-  return handled;
+  if (!handled && callers) handled = waiters.some((w) => w instanceof Task);
+  if (handled) {
+    for (let i = 0; i < waiters.length; i += 2) {
+      const w = waiters[i];
+      if (w instanceof Task && w.state === WAITING) throwIntoWaiter(w, error);
+    }
+  } else {
+    if (!run.crashed) crash(run, error);
+    else if (callers) record(run, error);
+    cancelWaiters(waiters, task, error);
+  }
+  maybeEnd(run);
 }
 
 /** Ends `run` if nothing of it is left: no task, no hold. */
@@ -635,106 +684,135 @@ export function maybeEnd(run: Run): void {
 }
 
 // ---------------------------------------------------------------------------
-// Cancellation.
+// Cancellation (docs/design.md, "Cancellation").
+//
+// A crash cancels every task of its run; a stop (`stopWork`: a timeout ran
+// out, a signal aborted, a race was won) quietly cancels the work of some.
+// Both go through `cancel`, which throws a task's cancellation in once. What
+// the task does next is watched on the cold path: it is in `run.cancelling`
+// until it ends, and its steps go through `cleanupStep`, so that only a
+// cancelled task pays for "is this yield a shield?". A shield keeps its
+// coroutine, and everything that coroutine waits on when the cancellation
+// comes, out of it: those run on; the task waiting in the shield gets its
+// cancellation once the shield's coroutine has ended. Nothing of this is
+// kept per task or per step: who is shielded is computed when a cancellation
+// comes, from what the tasks wait on then.
+
+/** How a task that got its cancellation was cancelled (`run.cancelling`). */
+export interface Cancellation {
+  /** What is thrown in: a CancelledError, or a timeout's TimeoutError (its coroutine may go on). */
+  readonly error: Error;
+  /** The stop that cancelled it, or null for the run's crash. */
+  readonly stop: Stop | null;
+  /** True while it waits in a shield for its cancellation: thrown in once the shield has ended. */
+  pending: boolean;
+}
+
+/** The errors a stop throws in: what yielding a coroutine it stopped throws later (it has no result). */
+const stopErrors = new WeakSet<object>();
+
+/** Adds `error` to `run`'s other errors, unless it is recorded already. */
+function record(run: Run, error: unknown): void {
+  if (error !== run.error && !run.otherErrors.includes(error)) run.otherErrors.push(error);
+}
+
+/** True if `error` is `run`'s error or one of its other errors. */
+export function isRecorded(run: Run, error: unknown): boolean {
+  return error === run.error || run.otherErrors.includes(error);
+}
 
 /**
  * Fails `run` with `error`: every unfinished task of it gets a
- * `CancelledError` (cause: `error`) thrown in at its current yield, at once.
+ * `CancelledError` (cause: `error`) thrown in at its current yield — except
+ * the shielded ones, and those waiting in a shield get theirs when it ends.
  * If it is failing already, `error` joins its other errors.
  */
 export function crash(run: Run, error: unknown): void {
-  if (run.crashed) {
-    run.otherErrors.push(error);
-    return;
-  }
+  if (run.crashed) return record(run, error);
   run.crashed = true;
   run.error = error;
   const message = crashMessage(error, run.aborted && error === run.abortReason);
-  for (let t = run.first; t !== null;) {
-    const next = t.next;
-    if (t.state !== RUNNING) {
-      cancelTask(
-        t,
-        new CancelledError(message, { cause: error }),
-        run.otherErrors,
-        run.cancelErrors,
-      );
-    }
-    t = next;
+  const tasks: Task[] = [];
+  for (let t = run.first; t !== null; t = t.next) tasks.push(t);
+  const shielded = shieldedAmong(tasks);
+  // The tasks to cancel, fixed now: coroutines that cleanup starts (through a
+  // shield) are not cancelled by this crash.
+  const sweep = new Set(tasks.filter((t) => t.state !== RUNNING && !shielded.has(t)));
+  run.sweep = sweep;
+  for (const t of [...sweep]) {
+    sweep.delete(t);
+    cancel(t, new CancelledError(message, { cause: error }), null);
   }
+  run.sweep = null;
   maybeEnd(run);
 }
 
-/** Stops `task` waiting on whatever it waits on. */
-function detach(task: Task): void {
+/** Stops `task` waiting on whatever it waits on; true if outside work of it goes on (see `Wait.unpark`). */
+function detach(task: Task): boolean {
   const on = task.waitingOn;
   task.waitingOn = null;
-  if (task.state === PARKED || task.state === WAITON_PARKED) (on as Wait).unpark(task);
-  else if (on instanceof Task) removeWaiter(on, task);
+  task.value = undefined;
+  if (task.state === PARKED || task.state === WAITON_PARKED) return (on as Wait).unpark(task) === true;
+  if (on instanceof Task) removeWaiter(on, task);
   else if (on instanceof Gather) {
     for (const c of on.slots) if (c instanceof Task) removeWaiter(c, task);
   }
-  task.value = undefined;
+  return false;
+}
+
+/** An error of `run` raised while cancelling: a stop's fails the run, a crash's joins its other errors. */
+function report(run: Run, stop: Stop | null, error: unknown): void {
+  if (stop === null) record(run, error);
+  else crash(run, error);
 }
 
 /**
- * Throws `cancel` into `task` at its current yield, now, and ends it. A task
- * that throws a `CancelledError` back behaved (that error goes to
- * `cancelErrors`, unless null); one that throws another error adds it to
- * `otherErrors`; one that yields or returns is warned about and closed with
- * `return()`.
+ * Cancels `task` with `error`, once: throws it in at its current yield, now
+ * — or, if the task is in the run queue, at its turn there; if it waits in a
+ * shield, once the shield's coroutine has ended. `stop` is the stop that
+ * cancels it, or null for the run's crash. An error handed to the task that
+ * it has not seen yet (a worker's error, a rejection, queued to be thrown in)
+ * is thrown in instead, so that it is not lost: it comes back as an error of
+ * the run. Not so a stop's error, nor one already reported as a cause of
+ * this cancellation.
  */
-function cancelTask(
-  task: Task,
-  cancel: CancelledError,
-  otherErrors: unknown[],
-  cancelErrors: unknown[] | null,
-): void {
+function cancel(task: Task, error: Error, stop: Stop | null): void {
+  // (A running task is being stepped: nothing cancels it from inside its own step.)
+  if (task.state >= DONE || task.state === RUNNING) return;
   const run = task.run;
-  if (task.state >= DONE) return;
-  // An error handed to the task that it has not seen yet (queued to be thrown
-  // in: a worker's error, a rejection) is thrown in instead of the
-  // cancellation, so that it is not lost: it comes back as an other error.
-  // Not so an interruption (a timeout's TimeoutError, which the cancellation
-  // supersedes), nor an error already reported as a cause of this cancellation.
-  const pending = (task.state === THROWING || task.state === FAILING) &&
-    !(task.value instanceof CancelledError) &&
-    !interruptions.has(task.value as object) && !isCauseOf(task.value, cancel);
-  const thrown = pending ? task.value : cancel;
+  const cancelling = run.cancelling ??= new Map();
+  if (cancelling.has(task)) return;
+  const cancellation: Cancellation = { error, stop, pending: false };
+  cancelling.set(task, cancellation);
+  if (inShield(task)) {
+    cancellation.pending = true;
+    return;
+  }
+  const unseen = (task.state === THROWING || task.state === FAILING) &&
+    !(task.value instanceof CancelledError) && !stopErrors.has(task.value as object) &&
+    !isCauseOf(task.value, error);
+  const thrown = unseen ? task.value : error;
+  if (task.state <= THROWING) {
+    // Queued: it is in the run queue once already; throw at that step.
+    task.value = thrown;
+    task.state = CLEANUP_THROWING;
+    return;
+  }
   try {
-    detach(task);
-  } catch (error) {
-    otherErrors.push(error);
+    if (detach(task) && stop !== null) stop.holding(task);
+  } catch (e) {
+    report(run, stop, e);
   }
   task.state = RUNNING;
-  task.value = undefined;
   let r: IteratorResult<unknown, unknown>;
   try {
     r = task.gen.throw(thrown);
-  } catch (error) {
-    if (!(error instanceof CancelledError)) otherErrors.push(error);
-    else if (cancelErrors !== null) cancelErrors.push(error);
-    endFailed(task, error);
-    maybeEnd(run);
+  } catch (e) {
+    cancelEnded(task, e);
     return;
   }
-  console.warn(misbehavedWarning(r.done === true));
-  // return() runs the pending finally blocks; one that yields again suspends
-  // the generator once more, so repeat (a bounded number of times).
-  for (let i = 0; i < 100 && !r.done; i++) {
-    try {
-      r = task.gen.return(undefined);
-    } catch (error) {
-      otherErrors.push(error);
-      break;
-    }
-  }
-  endFailed(task, cancel);
-  maybeEnd(run);
+  cleanupYielded(task, cancellation, r);
 }
-
-/** Errors thrown in by `interrupt`: not reported again when a cancellation overtakes them. */
-const interruptions = new WeakSet<object>();
 
 /** True if `error` is `cancel`'s cause, or its cause's cause … */
 function isCauseOf(error: unknown, cancel: Error): boolean {
@@ -745,71 +823,573 @@ function isCauseOf(error: unknown, cancel: Error): boolean {
   return false;
 }
 
-/** Stops `task` waiting and throws `error` into it at its current yield (a timeout). */
-export function interrupt(task: Task, error: object): void {
-  interruptions.add(error);
-  if (task.state >= WAITING && task.state <= WAITON_PARKED) detach(task);
-  if (task.state <= FAILING) {
-    // Already in the queue: throw at that step instead of queueing it twice.
-    task.state = task.state <= THROWING ? THROWING : FAILING;
-    task.value = error;
-  } else if (task.state < DONE) {
-    throwInto(task, error);
+/** A cancelled task's step, from the run queue: it goes on cleaning up (CLEANUP, CLEANUP_THROWING). */
+function cleanupStep(task: Task): false {
+  const value = task.value;
+  const throwing = task.state === CLEANUP_THROWING;
+  task.value = undefined;
+  task.state = RUNNING;
+  let r: IteratorResult<unknown, unknown>;
+  try {
+    r = throwing ? task.gen.throw(value) : task.gen.next(value);
+  } catch (error) {
+    cancelEnded(task, error);
+    return false;
   }
+  cleanupYielded(task, task.run.cancelling!.get(task)!, r);
+  return false;
 }
 
 /**
- * Cancels, quietly, the work of `root`: the coroutines that `root` started by
- * waiting on them, recursively, except those that a coroutine outside that
- * set waits on, and what those wait on — nothing left running waits on a
- * cancelled coroutine, so nothing can hang on one. Each gets a
- * `CancelledError` of `message` and `cause`. Quietly: it is not a crash, so
- * their CancelledErrors are reported nowhere; but an error that a cancelled
- * coroutine throws instead (its cleanup failed) is an error of the run.
+ * A cancelled task stepped and came back with `r`. A shield it yields runs
+ * (`yield* shield(c)`: its cleanup waits); any other yield, or a return, did
+ * not respond properly: it is warned about and closed with `return()`. A
+ * timeout's coroutine, which got a TimeoutError, is not cancelled: if it
+ * yields anything but a shield, or returns, it goes on as it pleases.
  */
-export function stopWork(root: Task, message: string, cause: unknown): void {
-  const doomed = startedBy(root);
-  // Spare a coroutine waited on from outside; repeat until nothing changes,
-  // since a spared coroutine is outside too and spares what it waits on.
-  const inside = (w: Task | Observer) => {
-    const t = w instanceof Task ? w : w.owner;
-    return t === root || (t != null && doomed.has(t));
-  };
-  let changed = true;
-  while (changed) {
-    changed = false;
-    for (const t of doomed) {
-      let spared = false;
-      forEachWaiter(t, (w) => spared ||= !inside(w));
-      if (spared) {
-        doomed.delete(t);
-        changed = true;
-      }
+function cleanupYielded(task: Task, cancellation: Cancellation, r: IteratorResult<unknown>): void {
+  const mayGoOn = !(cancellation.error instanceof CancelledError);
+  if (r.done !== true) {
+    const shield = r.value instanceof Shield ? r.value : shieldOfWaitOn.get(r.value as object);
+    if (shield !== undefined) return park(task, shield);
+    if (mayGoOn) {
+      wentOn(task);
+      if (r.value === undefined) task.run.core.driver.schedule(task);
+      else yielded(task, r.value);
+      return;
+    }
+  } else if (mayGoOn) {
+    wentOn(task);
+    return finished(task, r.value);
+  }
+  console.warn(misbehavedWarning(r.done === true));
+  // return() runs the pending finally blocks; one that yields again suspends
+  // the generator once more, so repeat (a bounded number of times).
+  for (let i = 0; i < 100 && r.done !== true; i++) {
+    try {
+      r = task.gen.return(undefined);
+    } catch (error) {
+      report(task.run, cancellation.stop, error);
+      break;
     }
   }
-  const errors: unknown[] = [];
-  for (const t of doomed) cancelTask(t, new CancelledError(message, { cause }), errors, null);
-  for (const error of errors) crash(root.run, error);
+  cancelEnded(task, cancellation.error, true);
+}
+
+/** A timeout's coroutine goes on after its TimeoutError: it is not cancelled any more. */
+function wentOn(task: Task): void {
+  task.run.cancelling!.delete(task);
+  endedInStops(task);
+}
+
+/** Wakes `task`, cancelled and waiting in a shield, to go on cleaning up with `value` sent or thrown in. */
+function wakeCleanup(task: Task, value: unknown, throwing: boolean): void {
+  task.waitingOn = null;
+  task.value = value;
+  if (task.gen instanceof WaitOn) {
+    // A WaitOn (`yield shield(c)` waits in one) has no cleanup: it ends now.
+    task.state = RUNNING;
+    task.value = undefined;
+    if (!throwing) return cleanupYielded(task, task.run.cancelling!.get(task)!, { done: true, value });
+    try {
+      task.gen.throw(value);
+    } catch (error) {
+      cancelEnded(task, error);
+    }
+    return;
+  }
+  task.state = throwing ? CLEANUP_THROWING : CLEANUP;
+  task.run.core.driver.enqueue(task);
 }
 
 /**
- * The unfinished tasks that `root` started by waiting on them, recursively:
- * those it waits on (through a gather, or through a wait such as a timeout)
- * and was the first to yield.
+ * A cancelled task ended by throwing `thrown` (or, `misbehaved`, closed with
+ * its cancellation after it did not respond properly). A CancelledError back:
+ * it behaved (a crash lists it for `exceptionGroup: true`; a stop's records
+ * the stop's error, which says it has no result). A timeout's coroutine's
+ * TimeoutError back: swallowed. Another error: its cleanup failed, an error
+ * of the run. Tasks that came to wait on it since get its outcome thrown in;
+ * during a crash, a cancellation.
  */
-function startedBy(root: Task): Set<Task> {
+function cancelEnded(task: Task, thrown: unknown, misbehaved = false): void {
+  const run = task.run;
+  const { error, stop } = run.cancelling!.get(task)!;
+  run.cancelling!.delete(task);
+  let outcome = thrown;
+  let own = false;
+  if (thrown instanceof CancelledError) {
+    if (stop !== null) outcome = error;
+    else if (!misbehaved) run.cancelErrors.push(thrown);
+  } else if (!(thrown instanceof TimeoutError && error instanceof TimeoutError)) {
+    own = true;
+  }
+  const waiters = endFailed(task, outcome);
+  if (own) report(run, stop, thrown);
+  for (let i = 0; i < waiters.length; i += 2) {
+    const w = waiters[i];
+    if (typeof w === "function") w(task);
+  }
+  if (run.crashed) cancelWaiters(waiters, task, own ? thrown : run.error);
+  else {
+    for (let i = 0; i < waiters.length; i += 2) {
+      const w = waiters[i];
+      if (w instanceof Task && w.state === WAITING) throwIntoWaiter(w, outcome);
+    }
+  }
+  endedInStops(task);
+  maybeEnd(run);
+}
+
+/** Throws `error` into `w`, which waits on coroutines, at its yield (a waiting cancelled task: its cancellation). */
+function throwIntoWaiter(w: Task, error: unknown): void {
+  detach(w);
+  const cancellation = w.run.cancelling?.get(w);
+  if (cancellation === undefined) return throwInto(w, error);
+  // Waiting in `yield shield(c)` for its cancellation, which it gets now.
+  cancellation.pending = false;
+  wakeCleanup(w, cancellation.error, true);
+}
+
+/**
+ * During a crash: the tasks among `waiters` still waiting on `task` (a shield
+ * kept them out of the crash, or they came to wait later) get a
+ * CancelledError whose cause is `cause` (what `task` failed with), and the
+ * work they started stops with them.
+ */
+function cancelWaiters(waiters: (Task | Observer | number)[], task: Task, cause: unknown): void {
+  for (let i = 0; i < waiters.length; i += 2) {
+    const w = waiters[i];
+    if (!(w instanceof Task) || w.state !== WAITING) continue;
+    const on = w.waitingOn;
+    if (on !== task && !(on instanceof Gather && on.slots.includes(task))) continue;
+    if (w.run.cancelling?.has(w)) throwIntoWaiter(w, cause);
+    else cancelShielded(w, cause);
+  }
+}
+
+/**
+ * During a crash: cancels `task`, which a shield kept out of it, because
+ * what it waited on failed with `cause` (recorded already) or was cancelled;
+ * the work it started goes with it (except what others still wait on).
+ */
+export function cancelShielded(task: Task, cause: unknown): void {
+  const message = waiterCancelledMessage(cause);
+  const { roots, work } = workOf([task], null, false);
+  for (const t of [...work, ...roots]) cancel(t, new CancelledError(message, { cause }), null);
+}
+
+// --- Shields ------------------------------------------------------------------
+
+/**
+ * What `shield(coro)` yields: the task waiting in it (its caller) waits for
+ * `coro` like `yield coro`, and a cancellation that comes meanwhile leaves
+ * `coro`, and what it waits on then, alone (see `shieldedAmong`); the caller
+ * gets it once `coro` has ended (`shieldEnded`).
+ */
+export class Shield extends Wait {
+  /** The task waiting in it, once parked. */
+  caller: Task | null = null;
+  /** The task of its coroutine, once parked. */
+  child: Task | null = null;
+  /**
+   * During a crash: the coroutines that its work started in the background,
+   * cancelled when it ends (`startedInShield`).
+   */
+  background: Task[] | null = null;
+  readonly #observer: Observer = Object.assign((child: Task) => shieldEnded(this, child, false), {
+    owner: null as Task | null,
+  });
+
+  constructor(readonly coro: Coro) {
+    super();
+    shieldOfObserver.set(this.#observer, this);
+  }
+
+  park(task: Task): void {
+    this.caller = task;
+    const seen = taskOf(this.coro);
+    if (seen !== undefined && seen.run.core !== task.run.core) throw foreign(this.coro);
+    const child = seen ?? spawn(task.run, this.coro, task);
+    this.child = child;
+    if (child.state >= DONE) {
+      shieldEnded(this, child, true);
+      return;
+    }
+    this.#observer.owner = task;
+    addWaiter(child, this.#observer, -1);
+  }
+
+  unpark(): void {
+    removeWaiter(this.child!, this.#observer);
+  }
+
+  override children(): readonly Task[] {
+    return this.child === null ? [] : [this.child];
+  }
+
+  /** True if it keeps a cancellation off now: its coroutine runs, and does not wait on its caller (a cycle). */
+  protects(): boolean {
+    const child = this.child;
+    return child !== null && child.state < DONE && !reachable([child]).has(this.caller!);
+  }
+}
+
+/** `shield(coro)`'s WaitOns, for a cancelled task's `yield shield(c)` (without `*`). */
+const shieldOfWaitOn = new WeakMap<object, Shield>();
+/** The shields' observers: `startedInShield` finds a shield above a task by them. */
+const shieldOfObserver = new WeakMap<Observer, Shield>();
+
+/** The coroutine `shield(coro)` returns. */
+export function shielding<T>(coro: Coro<T>): Coro<T> {
+  const shield = new Shield(coro);
+  const waitOn = new WaitOn<T>({ value: shield, done: false });
+  shieldOfWaitOn.set(waitOn, shield);
+  return waitOn;
+}
+
+/**
+ * A shield's coroutine ended: its caller goes on. A caller that has not been
+ * cancelled gets what `yield child` gives: the result; an error meant for it
+ * (see `errorIsWaiters`); or, for an error of the run, the crash's
+ * cancellation (crashing already, a CancelledError whose cause it is). A
+ * caller whose cancellation waited in the shield gets it now; one cleaning up
+ * goes on with the result, or the error meant for it, or a CancelledError
+ * whose cause is the error of the run. Returns true if the error was handed
+ * to the caller (it is not an error of the run). A coroutine that had ended
+ * before it was shielded (`late`) gives its outcome as `yield child` would.
+ */
+function shieldEnded(shield: Shield, child: Task, late: boolean): boolean {
+  const caller = shield.caller!;
+  if (caller.waitingOn !== shield) return false; // it stopped waiting
+  const run = caller.run;
+  const background = shield.background;
+  if (background !== null) {
+    shield.background = null;
+    const message = crashMessage(run.error, run.aborted && run.error === run.abortReason);
+    const { roots, work } = workOf(background.filter((t) => t.state < DONE), null, true);
+    for (const t of [...work, ...roots]) cancel(t, new CancelledError(message, { cause: run.error }), null);
+  }
+  const cancellation = run.cancelling?.get(caller);
+  const ok = child.state === DONE;
+  const handed = !ok && (late || errorIsWaiters(child));
+  // An error of the run while crashing, or a cancellation: shielded work gets a cancellation.
+  const cancelled = !ok && run.crashed && (!handed || child.value instanceof CancelledError);
+  if (cancellation === undefined) {
+    if (ok) resume(caller, shield, child.value);
+    else if (cancelled) cancelShielded(caller, child.value);
+    else if (handed) {
+      caller.waitingOn = null;
+      throwInto(caller, child.value);
+    } else return false; // an error of the run: the crash cancels the caller
+    return handed;
+  }
+  if (cancellation.pending) {
+    cancellation.pending = false;
+    wakeCleanup(caller, cancellation.error, true);
+    return false;
+  }
+  if (ok) wakeCleanup(caller, child.value, false);
+  else if (handed && !cancelled) wakeCleanup(caller, child.value, true);
+  else {
+    const message = waiterCancelledMessage(child.value);
+    wakeCleanup(caller, new CancelledError(message, { cause: child.value }), true);
+  }
+  return handed;
+}
+
+/**
+ * The tasks that `roots` wait on, directly or through others (`waitsOn`),
+ * the roots included.
+ */
+function reachable(roots: readonly Task[]): Set<Task> {
   const found = new Set<Task>();
-  const todo = [root];
+  const todo = [...roots];
   while (todo.length > 0) {
     const t = todo.pop()!;
+    if (found.has(t) || t.state >= DONE) continue;
+    found.add(t);
+    for (const c of waitsOn(t)) todo.push(c);
+  }
+  return found;
+}
+
+/**
+ * The tasks that the shields whose callers are among `tasks` keep out of a
+ * cancellation coming now: each shield's coroutine and everything it waits
+ * on then, directly or through others. A shield whose coroutine waits on its
+ * own caller protects nothing: a cycle through a shield is still a cycle.
+ */
+function shieldedAmong(tasks: Iterable<Task>): Set<Task> {
+  const shielded = new Set<Task>();
+  for (const t of tasks) {
     const on = t.waitingOn;
-    const children = t.state === WAITING ? childrenOf(t) : on instanceof Wait ? on.children() : [];
-    for (const c of children) {
-      if (c.starter === t && c.state < DONE && !found.has(c)) {
-        found.add(c);
+    if (on instanceof Shield && on.caller === t && on.protects()) {
+      for (const s of reachable([on.child!])) shielded.add(s);
+    }
+  }
+  return shielded;
+}
+
+/**
+ * True if `task` waits in a shield that protects its work now: parked in it
+ * (`yield* shield(c)`), or waiting on the shield's own coroutine
+ * (`yield shield(c)`).
+ */
+function inShield(task: Task): boolean {
+  const on = task.waitingOn;
+  if (on instanceof Shield) return on.caller === task && on.protects();
+  return task.state === WAITING && on instanceof Task && on.gen instanceof WaitOn && inShield(on);
+}
+
+/** The shield each coroutine started in the background during a crash belongs to. */
+const backgroundOf = new WeakMap<Task, Shield>();
+
+/**
+ * During a crash, `task` started `child` in the background: it belongs to
+ * the shield `task` works for (found up the waiters, or by the coroutine
+ * that started `task` in the background), and stops when that shield ends.
+ * Started outside any shield, it is cancelled at once.
+ */
+function startedInShield(task: Task, child: Task): void {
+  const seen = new Set<Task>();
+  const todo = [task];
+  let found: Shield | undefined;
+  while (found === undefined && todo.length > 0) {
+    const t = todo.pop()!;
+    if (seen.has(t)) continue;
+    seen.add(t);
+    found = backgroundOf.get(t);
+    forEachWaiter(t, (w) => {
+      if (typeof w !== "function") todo.push(w);
+      else if (shieldOfObserver.has(w)) found ??= shieldOfObserver.get(w);
+      else if (w.owner != null) todo.push(w.owner);
+    });
+  }
+  if (found === undefined) {
+    const run = task.run;
+    const message = crashMessage(run.error, run.aborted && run.error === run.abortReason);
+    cancel(child, new CancelledError(message, { cause: run.error }), null);
+    return;
+  }
+  backgroundOf.set(child, found);
+  (found.background ??= []).push(child);
+}
+
+// --- Stops: cancelling the work of some tasks, quietly -------------------------
+
+/** What `stopWork` is told by the primitive that stops work. */
+export interface StopOptions {
+  /** Which primitive stops it: what its cancellations say. */
+  readonly by: "timeout" | "cancellable" | "race";
+  /** The cause of the cancellations (the TimeoutError, the signal's reason; none for a race). */
+  readonly cause: unknown;
+  /** The task that waits through the primitive: its waits on the roots are not "outside". */
+  readonly owner: Task;
+  /** Roots that a coroutine outside the stopped work also waits on are spared (a race's losers). */
+  readonly spareRoots: boolean;
+  /** What each root gets thrown in once its work has stopped. */
+  rootError(): Error;
+  /** Called once everything cancelled has stopped: their cleanup and their outside work. */
+  done(): void;
+}
+
+/**
+ * Cancels, quietly, `roots` and their work: the coroutines the roots started
+ * by waiting on them, recursively, except those that a coroutine outside
+ * that set waits on, and what those wait on — nothing left running waits on
+ * a cancelled coroutine, so nothing can hang on one. The work gets a
+ * CancelledError (which says what stopped it, and that it has no result)
+ * first; each root gets `rootError()` once its work has stopped. Shielded
+ * work runs on, and the roots waiting on it wait for it. Quietly: it is not
+ * a crash, so the CancelledErrors are reported nowhere; but an error that a
+ * cancelled coroutine throws instead (its cleanup failed) is an error of the
+ * run. `done` comes once all of them have ended — or gone on, for a
+ * timeout's coroutine — and their outside work has stopped.
+ */
+export function stopWork(roots: readonly Task[], options: StopOptions): void {
+  const stop = new Stop(options.owner.run, options);
+  const { roots: stopped, work } = workOf(roots, options.owner, options.spareRoots);
+  const shielded = shieldedAmong([...work, ...stopped]);
+  const message = stoppedMessage(options.by, false);
+  for (const t of work) {
+    if (shielded.has(t)) continue;
+    const error = new CancelledError(message, { cause: options.cause });
+    stopErrors.add(error);
+    cancel(t, error, stop);
+    stop.waitFor(t);
+  }
+  for (const r of stopped) {
+    if (r.state >= DONE || r.state === RUNNING) continue;
+    if (r.run.cancelling?.has(r)) {
+      stop.waitFor(r); // being cancelled already
+    } else if (r.state <= FAILING || inShield(r)) {
+      // Queued (it waits on no work: at its turn), or waiting in a shield (once that ends).
+      stop.cancelRoot(r);
+    } else {
+      // Waiting: it waits for its work to stop, parked on the stop, then gets its error.
+      if (detach(r)) stop.holding(r);
+      r.state = r.gen instanceof WaitOn ? WAITON_PARKED : PARKED;
+      r.waitingOn = stop;
+      stop.roots.push(r);
+    }
+  }
+  stop.started();
+}
+
+/**
+ * A stop in progress: what it still waits for, and where its roots wait for
+ * their work to stop. The run finds the stops waiting for a task through
+ * `run.awaited`, so that an end or a release costs a look-up, not a pass
+ * over every stop in progress (ten thousand timeouts may run out at once).
+ */
+export class Stop extends Wait {
+  /** The cancelled tasks that have not ended. */
+  readonly #pending = new Set<Task>();
+  /** The cancelled tasks whose outside work goes on, with how many releases are to come. */
+  readonly #held = new Map<Task, number>();
+  /** The roots parked here until their work has stopped. */
+  roots: Task[] = [];
+  #starting = true;
+  #rootsCancelled = false;
+
+  constructor(readonly run: Run, readonly options: StopOptions) {
+    super();
+  }
+
+  park(): void {
+    throw new Error("tinyio: a Stop is never yielded");
+  }
+  /** A root taken by another cancellation (a crash). */
+  unpark(task: Task): void {
+    this.roots = this.roots.filter((r) => r !== task);
+  }
+  override children(): readonly Task[] {
+    return [...this.#pending];
+  }
+
+  /** Waits for `task` to end, if it is being cancelled. */
+  waitFor(task: Task): void {
+    if (task.state >= DONE || !this.run.cancelling?.has(task)) return;
+    this.#pending.add(task);
+    this.#await(task);
+  }
+  /** Cancels root `r` with the root error. */
+  cancelRoot(r: Task): void {
+    const error = this.options.rootError();
+    stopErrors.add(error);
+    cancel(r, error, this);
+    this.waitFor(r);
+  }
+  /** `task`'s outside work goes on: a release is still to come. */
+  holding(task: Task): void {
+    this.#held.set(task, (this.#held.get(task) ?? 0) + 1);
+    this.#await(task);
+  }
+  /** `task` ended, or went on. */
+  ended(task: Task): void {
+    if (!this.#pending.delete(task)) return;
+    if (!this.#held.has(task)) this.#unawait(task);
+    this.#check();
+  }
+  /** A hold of `task` was released. */
+  released(task: Task): void {
+    const n = this.#held.get(task);
+    if (n === undefined) return;
+    if (n > 1) return void this.#held.set(task, n - 1);
+    this.#held.delete(task);
+    if (!this.#pending.has(task)) this.#unawait(task);
+    this.#check();
+  }
+  started(): void {
+    this.#starting = false;
+    this.#check();
+  }
+
+  #await(task: Task): void {
+    const awaited = this.run.awaited ??= new Map();
+    const stops = awaited.get(task);
+    if (stops === undefined) awaited.set(task, [this]);
+    else if (!stops.includes(this)) stops.push(this);
+  }
+  #unawait(task: Task): void {
+    const awaited = this.run.awaited!;
+    const stops = awaited.get(task)!.filter((s) => s !== this);
+    if (stops.length > 0) awaited.set(task, stops);
+    else awaited.delete(task);
+    if (awaited.size === 0) this.run.awaited = null;
+  }
+
+  #check(): void {
+    if (this.#starting || this.#pending.size > 0 || this.#held.size > 0) return;
+    if (!this.#rootsCancelled) {
+      // The work has stopped: now the roots.
+      this.#rootsCancelled = true;
+      this.#starting = true;
+      for (const r of this.roots) if (r.waitingOn === this) this.cancelRoot(r);
+      this.roots = [];
+      this.started();
+      return;
+    }
+    this.options.done();
+  }
+}
+
+/** Tells the stops waiting for `task`, cancelled, that it ended or went on. */
+function endedInStops(task: Task): void {
+  const stops = task.run.awaited?.get(task);
+  if (stops !== undefined) for (const stop of [...stops]) stop.ended(task);
+}
+
+/** Tells the stops waiting for `task`'s outside work that a hold of it was released. */
+export function releasedInStops(task: Task): void {
+  const stops = task.run.awaited?.get(task);
+  if (stops !== undefined) for (const stop of [...stops]) stop.released(task);
+}
+
+/**
+ * The work of `roots`: the unfinished tasks they started by waiting on them,
+ * recursively (`waitsOn`, and `starter`), except those that a coroutine
+ * outside the roots and their work waits on — and, repeatedly, what those
+ * wait on. `owner`'s waits count as inside (the task waiting through the
+ * primitive that stops them). With `spareRoots`, roots waited on from
+ * outside are spared too, with their work.
+ */
+function workOf(
+  roots: readonly Task[],
+  owner: Task | null,
+  spareRoots: boolean,
+): { roots: Task[]; work: Task[] } {
+  const rootSet = new Set(roots);
+  const work = new Set<Task>();
+  const todo = [...roots];
+  while (todo.length > 0) {
+    const t = todo.pop()!;
+    for (const c of waitsOn(t)) {
+      if (c.starter === t && !work.has(c) && !rootSet.has(c)) {
+        work.add(c);
         todo.push(c);
       }
     }
   }
-  return found;
+  const inside = (w: Task | Observer) => {
+    const t = w instanceof Task ? w : w.owner;
+    return t != null && (t === owner || rootSet.has(t) || work.has(t));
+  };
+  // Spare a coroutine waited on from outside; repeat until nothing changes,
+  // since a spared coroutine is outside too and spares what it waits on.
+  let changed = true;
+  while (changed) {
+    changed = false;
+    for (const set of spareRoots ? [work, rootSet] : [work]) {
+      for (const t of set) {
+        let spared = false;
+        forEachWaiter(t, (w) => spared ||= !inside(w));
+        if (spared) {
+          set.delete(t);
+          changed = true;
+        }
+      }
+    }
+  }
+  return { roots: [...rootSet].filter((t) => t.state < DONE), work: [...work] };
 }

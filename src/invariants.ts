@@ -10,8 +10,10 @@
  */
 
 import { isGenerator, WaitOn } from "./coro.ts";
-import { Driver } from "./core.ts";
+import { Driver, Shield, Stop } from "./core.ts";
 import {
+  CLEANUP,
+  CLEANUP_THROWING,
   DONE,
   FAILED,
   FAILING,
@@ -33,6 +35,8 @@ const STATE_NAMES: Record<number, string> = {
   [THROWING]: "THROWING",
   [RETURNING]: "RETURNING",
   [FAILING]: "FAILING",
+  [CLEANUP]: "CLEANUP",
+  [CLEANUP_THROWING]: "CLEANUP_THROWING",
   [RUNNING]: "RUNNING",
   [WAITING]: "WAITING",
   [PARKED]: "PARKED",
@@ -54,7 +58,7 @@ export function checkDriver(driver: Driver): void {
   for (const t of driver.queued()) {
     inQueue.set(t, (inQueue.get(t) ?? 0) + 1);
     if (t.state >= DONE) checkEnded(t);
-    else check(t.state <= FAILING, t, "is in the run queue but not in a queued state");
+    else check(t.state <= CLEANUP_THROWING, t, "is in the run queue but not in a queued state");
   }
   let holds = 0;
   for (const run of driver.runs) {
@@ -75,7 +79,7 @@ function checkRun(run: Run, inQueue: Map<Task, number>): void {
     check(t.run === run, t, "is in the list of another run");
     check(t.state < DONE, t, "ended but is still in its run's list");
     check(t.state !== RUNNING, t, "is RUNNING while no task is being stepped");
-    const queued = t.state <= FAILING;
+    const queued = t.state <= CLEANUP_THROWING;
     check((inQueue.get(t) ?? 0) === (queued ? 1 : 0), t, "is not in the run queue once");
     // A WaitOn's task is never stepped as a generator, and a generator's
     // task never takes a WaitOn's states.
@@ -91,6 +95,7 @@ function checkRun(run: Run, inQueue: Map<Task, number>): void {
       if (t.state === WAITING) checkWaiting(t);
       else check(t.waitingOn instanceof Wait, t, "is parked but not on a Wait");
     }
+    checkCancelling(t, run);
     checkWaiters(t);
     if (t.starter !== null) {
       check(t.starter.run.core === run.core, t, "was started by a task of another loop");
@@ -98,6 +103,27 @@ function checkRun(run: Run, inQueue: Map<Task, number>): void {
   }
   check(prev === run.last, run.root, "belongs to a run whose `last` is not its last task");
   check(live === run.live, run.root, `belongs to a run of ${live} tasks counting ${run.live}`);
+}
+
+/**
+ * A task cleaning up after its cancellation (CLEANUP states) is listed as
+ * cancelling; a cancelling task is queued to clean up, or waits in a shield
+ * (or, for a root of a stop, waits in the stop for its work to end: never
+ * listed then), or waits on the coroutine of `yield shield(c)`.
+ */
+function checkCancelling(t: Task, run: Run): void {
+  const cancelling = run.cancelling?.get(t);
+  const cleanup = t.state === CLEANUP || t.state === CLEANUP_THROWING;
+  if (cleanup) check(cancelling !== undefined, t, "cleans up but is not listed as cancelling");
+  if (cancelling === undefined) return;
+  const on = t.waitingOn;
+  check(
+    cleanup || on instanceof Shield || (t.state === WAITING && on instanceof Task),
+    t,
+    "is cancelling but neither queued to clean up nor waiting in a shield",
+  );
+  check(!(on instanceof Stop), t, "is cancelling but parked on a stop");
+  if (cancelling.pending) check(on !== null, t, "waits for its cancellation but waits on nothing");
 }
 
 /** `t` waits on a child or a gather, and each child lists it as a waiter at its slot. */

@@ -52,11 +52,13 @@ class Isolation<T> extends Wait {
     });
   }
 
-  unpark(): void {
+  unpark(): boolean {
     // The outer task stops waiting (cancelled, timed out): cancel the nested
     // coroutines; the outer run is held until they have stopped (their
     // `fromPromise` promises settled, their workers gone).
-    this.#nested!.cancel("isolate(): the coroutine waiting on this isolated loop was cancelled");
+    return this.#nested!.cancel(
+      "isolate(): the coroutine waiting on this isolated loop was cancelled",
+    );
   }
 }
 

@@ -103,6 +103,34 @@ export function badClock(clock: unknown): TypeError {
   );
 }
 
+/** `cancellable(coro, signal)` with something that is not an AbortSignal. */
+export function badCancellableSignal(signal: unknown): TypeError {
+  return new TypeError(
+    `cancellable(coro, signal): the signal is ${describe(signal)}; give an AbortSignal ` +
+      "(`new AbortController().signal`, or `AbortSignal.timeout(ms)`).",
+  );
+}
+
+/** `race(coros)` with `coros` not a non-empty array of coroutines. */
+export function badRace(coros: unknown): TypeError | RangeError {
+  if (!Array.isArray(coros)) {
+    return new TypeError(
+      `race() takes an array of coroutines, got ${describe(coros)}: write ` +
+        "`race([a(), b()])`.",
+    );
+  }
+  if (coros.length === 0) {
+    return new RangeError(
+      "race([]): a race of no coroutines has no winner; give at least one coroutine.",
+    );
+  }
+  const i = coros.findIndex((c) => !isCoro(c));
+  return new TypeError(
+    `race(): element ${i} of the array of ${coros.length} is ${describe(coros[i])}, not a ` +
+      `coroutine.${hint(coros[i])}`,
+  );
+}
+
 /** `run(coro, { exceptionGroup })` with a non-boolean. */
 export function badExceptionGroup(group: unknown): TypeError {
   return new TypeError(
@@ -166,8 +194,32 @@ function errorText(error: unknown): string {
 /** The warning for a coroutine that did not throw the CancelledError it was given. */
 export function misbehavedWarning(returned: boolean): string {
   return `tinyio: a coroutine did not respond properly to cancellation: it ${
-    returned ? "returned" : "yielded again"
+    returned ? "returned" : "yielded something other than a shield"
   } instead of throwing the CancelledError it received (re-throw it: ` +
-    "`if (e instanceof CancelledError) throw e`). It was closed with return(); " +
-    "a resource may have leaked.";
+    "`if (e instanceof CancelledError) throw e`; to wait while cleaning up, " +
+    "`yield* shield(...)`). It was closed with return(); a resource may have leaked.";
+}
+
+/**
+ * The message of the CancelledError that a stop by `by` throws into a
+ * coroutine it stops — the coroutine that `by` runs itself (`root`), or one
+ * that coroutine started — which is also what yielding it later throws.
+ */
+export function stoppedMessage(by: "timeout" | "cancellable" | "race", root: boolean): string {
+  const why = by === "timeout"
+    ? "a timeout() around the coroutine that started it ran out"
+    : by === "cancellable"
+    ? root
+      ? "the signal of the cancellable() around it was aborted"
+      : "the signal of a cancellable() around the coroutine that started it was aborted"
+    : root
+    ? "another coroutine won the race() it was in"
+    : "the coroutine that started it lost a race()";
+  return `cancelled by ${by}(): ${why}, so it was stopped and has no result`;
+}
+
+/** The message of the CancelledError of shielded work whose wait failed with `cause` during a crash. */
+export function waiterCancelledMessage(cause: unknown): string {
+  return `cancelled because what it waited on failed or was cancelled while the run was ` +
+    `being cancelled (${errorText(cause)})`;
 }

@@ -56,17 +56,19 @@ class PromiseWait<T> extends Wait {
     );
   }
 
-  unpark(task: Task): void {
+  unpark(task: Task): boolean {
     const controller = this.#controller;
     if (controller === null) {
       this.#release(task);
-      return;
+      return false;
     }
     controller.abort(
       new CancelledError("fromPromise(): the coroutine waiting on this promise was cancelled", {
         cause: crashCause(task),
       }),
     );
+    // Held until the factory's promise has settled.
+    return this.#held;
   }
 
   #release(task: Task): void {

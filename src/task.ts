@@ -10,19 +10,21 @@
 import type { Clock } from "./clock.ts";
 import { type Coro, TASK } from "./coro.ts";
 import { groupMessage } from "./messages.ts";
-import type { Core } from "./core.ts";
+import type { Cancellation, Core, Stop } from "./core.ts";
 
 // Task states. The order matters: the loop tests states by range, so that a
 // hot test is one comparison.
-//   QUEUED..FAILING         in the run queue (`<= FAILING`): the driver steps it
-//     QUEUED..THROWING      stepped as a generator (`<= THROWING`)
-//     RETURNING..FAILING    a WaitOn's task, ended by `settle` (`> THROWING`)
-//   RUNNING                 being stepped, or being cancelled
-//   WAITING..WAITON_PARKED  waiting (`>= WAITING && <= WAITON_PARKED`): `waitingOn` says on what
-//   DONE..FAILED            ended (`>= DONE`): `value` is the outcome
+//   QUEUED..CLEANUP_THROWING  in the run queue (`<= CLEANUP_THROWING`): the driver steps it
+//     QUEUED..THROWING        stepped as a generator (`<= THROWING`)
+//     RETURNING..FAILING      a WaitOn's task, ended by `settle` (`> THROWING`)
+//     CLEANUP..CLEANUP_THROWING  a cancelled task cleaning up (`> FAILING`): stepped on the cold path
+//   RUNNING                   being stepped, or being cancelled
+//   WAITING..WAITON_PARKED    waiting (`>= WAITING && <= WAITON_PARKED`): `waitingOn` says on what
+//   DONE..FAILED              ended (`>= DONE`): `value` is the outcome
 // The queued states come first because `#steps` tests every task it takes
-// from the queue with `state <= FAILING` (a task cancelled while queued is
-// skipped), and `step` splits generators from WaitOns with one more compare.
+// from the queue with `state <= CLEANUP_THROWING` (a task cancelled while
+// queued is skipped), and `step` sends everything above THROWING to one cold
+// function: only WaitOns and cancelled tasks pay for what they need.
 
 /** In the run queue (or about to be): the next step sends `value` in. */
 export const QUEUED = 0;
@@ -34,18 +36,25 @@ export const THROWING = 1;
 export const RETURNING = 2;
 /** A WaitOn's, in the run queue: ends failing with `value`. */
 export const FAILING = 3;
+// A task that got its cancellation may clean up through `yield* shield(c)`:
+// it is stepped by the core's cold path, which checks that each yield is a
+// shield (src/core.ts, "Cancellation").
+/** A cancelled task in the run queue: the next step sends `value` in (what its shield returned). */
+export const CLEANUP = 4;
+/** A cancelled task in the run queue: the next step throws `value` in (its cancellation, or what its shield threw). */
+export const CLEANUP_THROWING = 5;
 /** Being stepped (or cancelled): not in the queue, not waiting. */
-export const RUNNING = 4;
+export const RUNNING = 6;
 /** Waiting for coroutines: `waitingOn` is the child task or the Gather. */
-export const WAITING = 5;
+export const WAITING = 7;
 /** Parked on a Wait: `waitingOn` is the Wait. */
-export const PARKED = 6;
+export const PARKED = 8;
 /** A WaitOn's, parked on its Wait: `waitingOn` is the Wait. */
-export const WAITON_PARKED = 7;
+export const WAITON_PARKED = 9;
 /** Returned: `value` is the result. */
-export const DONE = 8;
+export const DONE = 10;
 /** Threw or was cancelled: `value` is the error. */
-export const FAILED = 9;
+export const FAILED = 11;
 
 /** Called when a watched task ends; return true to take over its failure. */
 export type Observer = ((task: Task) => boolean | void) & {
@@ -62,13 +71,19 @@ export type Observer = ((task: Task) => boolean | void) & {
  * until it calls `resume` or `fail` (once, from anywhere) — or until the loop
  * calls `unpark` because the task stopped waiting (cancelled, timed out),
  * after which the wait must let go of it: drop its deadline, give up its
- * place, stop its work.
+ * place, stop its work. Work that cannot stop at once (a promise's factory, a
+ * worker) keeps its hold until it has, and `unpark` says so by returning
+ * true: a `timeout`, `cancellable` or `race` that cancelled the task waits
+ * for that release.
  */
 export abstract class Wait {
   /** `task` yielded this and now waits on it. */
   abstract park(task: Task): void;
-  /** `task` no longer waits on this. */
-  abstract unpark(task: Task): void;
+  /**
+   * `task` no longer waits on this. True if outside work of it goes on, so
+   * that a `release(task)` is still to come.
+   */
+  abstract unpark(task: Task): boolean | void;
   /**
    * The tasks that the parked task waits on through this wait (a timeout's
    * coroutine), for `stopWork` to follow; none for most waits.
@@ -164,6 +179,18 @@ export class Run {
   root: Task | null = null;
   /** Called once when the run has ended (see `atRunEnd`). */
   atEnd: (() => void)[] | null = null;
+  // Cold side tables of cancellation (src/core.ts, "Cancellation"), created
+  // on first use, so that a run that cancels nothing pays nothing for them.
+  /** The tasks that got their cancellation and have not ended, with how they were cancelled. */
+  cancelling: Map<Task, Cancellation> | null = null;
+  /**
+   * The cancelled tasks that a stop in progress (a timeout ran out, a signal
+   * aborted, a race was won) waits for, to end or to release their outside
+   * work, with those stops.
+   */
+  awaited: Map<Task, Stop[]> | null = null;
+  /** While a crash cancels the run's tasks: those it has not reached yet. */
+  sweep: Set<Task> | null = null;
 
   constructor(
     readonly core: Core,

@@ -677,8 +677,8 @@ class Call extends Wait {
   park(task: Task): void {
     this.pool.submit(this, task);
   }
-  unpark(): void {
-    this.pool.withdraw(this);
+  unpark(): boolean {
+    return this.pool.withdraw(this);
   }
 }
 
@@ -724,8 +724,8 @@ class Pool {
     this.#next();
   }
 
-  /** The call's task stopped waiting (cancelled, timed out). */
-  withdraw(call: Call): void {
+  /** The call's task stopped waiting (cancelled, timed out); true if its worker has yet to stop. */
+  withdraw(call: Call): boolean {
     if (call.state === QUEUED) {
       call.state = ENDED; // left in the queue, skipped there
       release(call.task!);
@@ -738,6 +738,7 @@ class Pool {
         this.#stop(thread, call);
       }
     }
+    return call.state === STOPPING;
   }
 
   /**

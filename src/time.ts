@@ -6,11 +6,10 @@
 
 import type { Clock, Deadline } from "./clock.ts";
 import { type Coro, isCoro, WaitOn } from "./coro.ts";
-import { TimeoutError } from "./errors.ts";
-import { checkMs, describe } from "./messages.ts";
+import { CancelledError, TimeoutError } from "./errors.ts";
+import { checkMs, describe, stoppedMessage } from "./messages.ts";
 import {
   fail,
-  interrupt,
   type Observer,
   resume,
   start,
@@ -18,6 +17,7 @@ import {
   type Task,
   unwatch,
   Wait,
+  wakeLoop,
   watch,
 } from "./wait.ts";
 
@@ -109,14 +109,20 @@ export function timeout<T>(coro: Coro<T>, ms: number): Coro<[T, true] | [undefin
 }
 
 function* timingOut<T>(coro: Coro<T>, ms: number): Coro<[T, true] | [undefined, false]> {
-  return yield new Timeout(coro, ms);
+  return yield new Timeout(coro, ms, null);
 }
 
 /**
- * A parked `timeout`: it starts `coro` as if its task had yielded it, watches
- * it end, and holds the deadline.
+ * A parked `timeout` — or `cancellable`, which is a timeout whose deadline is
+ * its signal's abort: it starts `coro` as if its task had yielded it,
+ * watches it end, and holds the deadline (for a signal, from the abort on,
+ * due at once: so the work is stopped by the loop, between steps, whoever
+ * aborts). When the deadline comes, `coro`'s work is stopped (`stopWork`),
+ * then `coro` itself gets the TimeoutError (or, for a signal, a
+ * CancelledError whose cause is its reason), and the task resumes with
+ * `[undefined, false]` once all of that has stopped.
  */
-class Timeout<T> extends Wait implements Deadline {
+export class Timeout<T> extends Wait implements Deadline {
   at = 0;
   seq = 0;
   index = -1;
@@ -125,6 +131,7 @@ class Timeout<T> extends Wait implements Deadline {
   child: Task | null = null;
   #clock: Clock | null = null;
   #fired = false;
+  #onAbort: (() => void) | null = null;
   // It carries the task that waits through it (`owner`): `stopWork` must know
   // who waits on a coroutine, and an observer is not a task. (A property, not
   // a WeakMap: ten thousand WeakMap entries cost more in garbage collection
@@ -133,13 +140,16 @@ class Timeout<T> extends Wait implements Deadline {
     owner: null as Task | null,
   });
 
-  constructor(readonly coro: Coro<T>, readonly ms: number) {
+  /** Runs `coro` for `ms` of the loop's clock or, with a `signal`, until it aborts. */
+  constructor(readonly coro: Coro<T>, readonly ms: number, readonly signal: AbortSignal | null) {
     super();
   }
 
   park(task: Task): void {
     this.#task = task;
     this.#clock = task.clock;
+    // Aborted already: `coro` is not started.
+    if (this.signal?.aborted) return resume(task, this, [undefined, false]);
     const child = start(task, this.coro, true);
     this.child = child;
     if (child.ended) {
@@ -147,13 +157,21 @@ class Timeout<T> extends Wait implements Deadline {
       else fail(task, this, child.value);
       return;
     }
-    this.#clock.add(this, this.ms);
+    if (this.signal === null) {
+      this.#clock.add(this, this.ms);
+    } else {
+      this.#onAbort = () => {
+        this.#clock!.add(this, 0);
+        wakeLoop(task);
+      };
+      this.signal.addEventListener("abort", this.#onAbort, { once: true });
+    }
     this.#observer.owner = task;
     watch(child, this.#observer);
   }
 
   unpark(): void {
-    this.#clock!.remove(this);
+    this.#stopWatching();
     unwatch(this.child!, this.#observer);
   }
 
@@ -162,10 +180,17 @@ class Timeout<T> extends Wait implements Deadline {
     return this.child === null ? [] : [this.child];
   }
 
+  /** The deadline goes: dropped from the clock, the abort no longer listened to. */
+  #stopWatching(): void {
+    this.#clock?.remove(this);
+    if (this.#onAbort !== null) this.signal!.removeEventListener("abort", this.#onAbort);
+    this.#onAbort = null;
+  }
+
   /** `coro` ended: before the deadline, that is the result; after it, swallow its TimeoutError. */
   #ended(child: Task): boolean {
     if (this.#fired) return !child.succeeded && child.value instanceof TimeoutError;
-    this.#clock!.remove(this);
+    this.#stopWatching();
     if (child.succeeded) resume(this.#task!, this, [child.value, true]);
     else fail(this.#task!, this, child.value); // the run crashes, unless someone took it over
     return false;
@@ -173,19 +198,26 @@ class Timeout<T> extends Wait implements Deadline {
 
   fire(): void {
     this.#fired = true;
-    // From now on `coro` goes on, if it does, in the background: its task no
-    // longer waits on it.
-    this.#observer.owner = null;
-    const child = this.child!;
-    const error = new TimeoutError(
-      `timeout(): the coroutine did not finish within ${this.ms} ms, so it was stopped.`,
-    );
-    stopWork(
-      child,
-      "cancelled because a timeout() around the coroutine that started it ran out",
-      error,
-    );
-    interrupt(child, error);
-    resume(this.#task!, this, [undefined, false]);
+    this.#stopWatching();
+    const task = this.#task!;
+    const signal = this.signal;
+    const error = signal === null
+      ? new TimeoutError(
+        `timeout(): the coroutine did not finish within ${this.ms} ms, so it was stopped.`,
+      )
+      : new CancelledError(stoppedMessage("cancellable", true), { cause: signal.reason });
+    stopWork([this.child!], {
+      by: signal === null ? "timeout" : "cancellable",
+      cause: signal === null ? error : signal.reason,
+      owner: task,
+      spareRoots: false,
+      rootError: () => error,
+      done: () => {
+        // From now on `coro` goes on, if it does, in the background: its task
+        // no longer waits on it.
+        this.#observer.owner = null;
+        resume(task, this, [undefined, false]);
+      },
+    });
   }
 }

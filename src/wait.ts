@@ -24,44 +24,57 @@
 import { CancelledError } from "./errors.ts";
 import type { Coro } from "./coro.ts";
 import { foreign } from "./messages.ts";
-import { addWaiter, Core, crash, maybeEnd, removeWaiter, spawn, throwInto } from "./core.ts";
 import {
-  DONE,
-  type Observer,
-  PARKED,
-  RETURNING,
-  type Run,
-  type Task,
-  taskOf,
-  type Wait,
-} from "./task.ts";
+  addWaiter,
+  cancelShielded,
+  Core,
+  crash,
+  isRecorded,
+  maybeEnd,
+  releasedInStops,
+  removeWaiter,
+  spawn,
+  throwInto,
+} from "./core.ts";
+import { DONE, type Observer, type Run, type Task, taskOf, type Wait } from "./task.ts";
 
 export { type Observer, type Run, type Task, taskOf, Wait } from "./task.ts";
-export { interrupt, primitive, stopWork } from "./core.ts";
-
-/** Resumes `task`, parked on `wait`, with `value`. Ignored if it no longer waits there. */
-export function resume(task: Task, wait: Wait, value: unknown): void {
-  // Only a parked task waits on a Wait (waits on coroutines are not Waits).
-  if (task.waitingOn !== wait) return;
-  task.waitingOn = null;
-  task.value = value;
-  if (task.state === PARKED) {
-    task.run.core.driver.schedule(task);
-  } else {
-    task.state = RETURNING;
-    task.run.core.driver.enqueue(task);
-  }
-}
+export {
+  errorIsWaiters,
+  primitive,
+  resume,
+  shielding,
+  type StopOptions,
+  stopWork,
+} from "./core.ts";
 
 /** Throws `error` into `task`, parked on `wait`. Ignored if it no longer waits there. */
 export function fail(task: Task, wait: Wait, error: unknown): void {
   if (task.waitingOn !== wait) return;
-  // While its run is being cancelled, an error that the cancellation itself
-  // caused (a pool closed by a `using` in a finally) is not the task's own:
-  // the task stays parked and gets its CancelledError like every other.
-  if (task.run.crashed) return;
+  const run = task.run;
+  if (run.crashed) {
+    // While a crash cancels the run's tasks, an error that the cancellation
+    // itself caused (a pool closed by a `using` in a finally) is not the
+    // task's own: a task it is about to cancel stays parked and gets its
+    // CancelledError like every other.
+    if (run.sweep?.has(task)) return;
+    // Shielded work that a recorded error of the run (or a cancellation)
+    // reaches through a wait gets a CancelledError whose cause it is: the
+    // error is recorded once.
+    if (isRecorded(run, error) || error instanceof CancelledError) {
+      return cancelShielded(task, error);
+    }
+  }
   task.waitingOn = null;
   throwInto(task, error);
+}
+
+/**
+ * Wakes `task`'s loop if it sleeps: for a deadline added from outside the
+ * loop (an abort handler sets one due now).
+ */
+export function wakeLoop(task: Task): void {
+  task.run.core.driver.wake();
 }
 
 /** True while `task` is parked on `wait` (neither resumed, failed nor unparked). */
@@ -84,6 +97,8 @@ export function release(task: Task): void {
   const run = task.run;
   run.holds--;
   run.core.driver.holds--;
+  // A timeout, cancellable or race that cancelled the task may wait for this.
+  if (run.awaited !== null) releasedInStops(task);
   maybeEnd(run);
   run.core.driver.wake();
 }
@@ -164,9 +179,10 @@ export interface Nested {
    * every coroutine of the nested loop with a CancelledError of `message`.
    * `onEnd` is not called then; `task`'s run is held until they have all
    * stopped, and the errors they raise meanwhile are errors of `task`'s run.
-   * Nothing happens if the nested loop has ended.
+   * Nothing happens if the nested loop has ended. True if the outer run is
+   * held (see `Wait.unpark`).
    */
-  cancel(message: string): void;
+  cancel(message: string): boolean;
 }
 
 /**
@@ -198,16 +214,17 @@ export function startNested(
     }
   });
   return {
-    cancel(message: string): void {
-      if (nested.ended) return;
+    cancel(message: string): boolean {
+      if (nested.ended) return false;
       abandoned = true;
       hold(task);
       // Already crashed on its own and still tearing down: that failure, which
       // nobody waits for now, is dropped, and so are the errors of its teardown;
       // crashing it again would report this cancellation as one of them.
-      if (nested.crashed) return;
+      if (nested.crashed) return true;
       reportErrors = true;
       crash(nested, new CancelledError(message, { cause: crashCause(task) }));
+      return true;
     },
   };
 }

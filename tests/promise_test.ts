@@ -208,8 +208,8 @@ test("a timeout aborts the factory's signal and waits for its promise", async ()
   }
   assert.deepEqual(await new Loop().run(main()), [undefined, false]);
   log.push("run resolved");
-  // The coroutine goes on at once; the run waits for the promise.
-  assert.deepEqual(log, ["aborted", "timed out", "settled", "run resolved"]);
+  // The timeout resumes once the promise of what it cancelled has settled.
+  assert.deepEqual(log, ["aborted", "settled", "timed out", "run resolved"]);
 });
 
 test("a cancelled coroutine lets go of a plain promise at once", async () => {
