@@ -408,7 +408,7 @@ function waitOne(task: Task, child: Task, gen: object): void {
     task.value = child.value;
     task.run.core.driver.schedule(task);
   } else if (child.state === FAILED) {
-    throwInto(task, child.value);
+    throwOutcome(task, child.value);
   } else {
     task.state = WAITING;
     task.waitingOn = child;
@@ -442,7 +442,7 @@ function gather(task: Task, coros: unknown[]): void {
     const seen = (c as { [TASK]?: Task })[TASK];
     if (seen !== undefined) {
       if (seen.run.core !== task.run.core) return throwInto(task, foreign(c));
-      if (seen.state === FAILED) return throwInto(task, seen.value);
+      if (seen.state === FAILED) return throwOutcome(task, seen.value);
     }
   }
   const slots: unknown[] = new Array(n);
@@ -563,6 +563,29 @@ export function resume(task: Task, wait: Wait, value: unknown): void {
   }
 }
 
+/**
+ * `task` yielded a coroutine that failed with `error`: it gets the error
+ * thrown in — or, during a crash, for an error of the run or a cancellation,
+ * its own cancellation (shielded work that waits on what the crash stopped).
+ */
+function throwOutcome(task: Task, error: unknown): void {
+  const run = task.run;
+  if (!run.crashed || !(error instanceof CancelledError || isRecorded(run, error))) {
+    return throwInto(task, error);
+  }
+  // It is being stepped: its cancellation comes at its next turn.
+  const cause = causeOf(error);
+  const cancellation: Cancellation = {
+    error: new CancelledError(waiterCancelledMessage(cause), { cause }),
+    stop: null,
+    pending: false,
+  };
+  (run.cancelling ??= new Map()).set(task, cancellation);
+  task.value = cancellation.error;
+  task.state = CLEANUP_THROWING;
+  run.core.driver.enqueue(task);
+}
+
 /** Schedules `task` to have `error` thrown in at its current yield. */
 export function throwInto(task: Task, error: unknown): void {
   task.value = error;
@@ -650,7 +673,7 @@ function failed(task: Task, error: unknown): void {
   const callers = errorIsWaiters(task);
   // Recorded before the waiters hear of it, so that a wait that passes it on
   // (a timeout around it) is seen to pass on a recorded error (see `fail`).
-  if (run.crashed && !callers) record(run, error);
+  if (run.crashed && !callers) recordFailure(run, error);
   let handled = false;
   for (let i = 0; i < waiters.length; i += 2) {
     const w = waiters[i];
@@ -664,7 +687,7 @@ function failed(task: Task, error: unknown): void {
     }
   } else {
     if (!run.crashed) crash(run, error);
-    else if (callers) record(run, error);
+    else if (callers) recordFailure(run, error);
     cancelWaiters(waiters, task, error);
   }
   maybeEnd(run);
@@ -714,6 +737,12 @@ const stopErrors = new WeakSet<object>();
 /** Adds `error` to `run`'s other errors, unless it is recorded already. */
 function record(run: Run, error: unknown): void {
   if (error !== run.error && !run.otherErrors.includes(error)) run.otherErrors.push(error);
+}
+
+/** A task failed with `error` during `run`'s crash: a CancelledError is listed as a cancellation. */
+function recordFailure(run: Run, error: unknown): void {
+  if (error instanceof CancelledError) run.cancelErrors.push(error);
+  else record(run, error);
 }
 
 /** True if `error` is `run`'s error or one of its other errors. */
@@ -973,9 +1002,16 @@ function cancelWaiters(waiters: (Task | Observer | number)[], task: Task, cause:
  * the work it started goes with it (except what others still wait on).
  */
 export function cancelShielded(task: Task, cause: unknown): void {
+  cause = causeOf(cause);
   const message = waiterCancelledMessage(cause);
   const { roots, work } = workOf([task], null, false);
-  for (const t of [...work, ...roots]) cancel(t, new CancelledError(message, { cause }), null);
+  // The task first, so that it stops waiting before its work ends.
+  for (const t of [...roots, ...work]) cancel(t, new CancelledError(message, { cause }), null);
+}
+
+/** What a cancellation passed on is caused by: a CancelledError's cause, or the error itself. */
+function causeOf(error: unknown): unknown {
+  return error instanceof CancelledError ? error.cause : error;
 }
 
 // --- Shields ------------------------------------------------------------------
@@ -1067,7 +1103,9 @@ function shieldEnded(shield: Shield, child: Task, late: boolean): boolean {
     shield.background = null;
     const message = crashMessage(run.error, run.aborted && run.error === run.abortReason);
     const { roots, work } = workOf(background.filter((t) => t.state < DONE), null, true);
-    for (const t of [...work, ...roots]) cancel(t, new CancelledError(message, { cause: run.error }), null);
+    for (const t of [...roots, ...work]) {
+      cancel(t, new CancelledError(message, { cause: run.error }), null);
+    }
   }
   const cancellation = run.cancelling?.get(caller);
   const ok = child.state === DONE;
@@ -1091,8 +1129,8 @@ function shieldEnded(shield: Shield, child: Task, late: boolean): boolean {
   if (ok) wakeCleanup(caller, child.value, false);
   else if (handed && !cancelled) wakeCleanup(caller, child.value, true);
   else {
-    const message = waiterCancelledMessage(child.value);
-    wakeCleanup(caller, new CancelledError(message, { cause: child.value }), true);
+    const cause = causeOf(child.value);
+    wakeCleanup(caller, new CancelledError(waiterCancelledMessage(cause), { cause }), true);
   }
   return handed;
 }
@@ -1210,6 +1248,22 @@ export function stopWork(roots: readonly Task[], options: StopOptions): void {
   const stop = new Stop(options.owner.run, options);
   const { roots: stopped, work } = workOf(roots, options.owner, options.spareRoots);
   const shielded = shieldedAmong([...work, ...stopped]);
+  // The roots first: each stops waiting on its work and waits for it to stop
+  // (parked on the stop), or, if it waits on none (queued) or waits in a
+  // shield, gets its error at its turn or once the shield has ended.
+  for (const r of stopped) {
+    if (r.state >= DONE || r.state === RUNNING) continue;
+    if (r.run.cancelling?.has(r)) {
+      stop.waitFor(r); // being cancelled already
+    } else if (r.state <= FAILING || inShield(r)) {
+      stop.cancelRoot(r);
+    } else {
+      if (detach(r)) stop.holding(r);
+      r.state = r.gen instanceof WaitOn ? WAITON_PARKED : PARKED;
+      r.waitingOn = stop;
+      stop.roots.push(r);
+    }
+  }
   const message = stoppedMessage(options.by, false);
   for (const t of work) {
     if (shielded.has(t)) continue;
@@ -1217,21 +1271,6 @@ export function stopWork(roots: readonly Task[], options: StopOptions): void {
     stopErrors.add(error);
     cancel(t, error, stop);
     stop.waitFor(t);
-  }
-  for (const r of stopped) {
-    if (r.state >= DONE || r.state === RUNNING) continue;
-    if (r.run.cancelling?.has(r)) {
-      stop.waitFor(r); // being cancelled already
-    } else if (r.state <= FAILING || inShield(r)) {
-      // Queued (it waits on no work: at its turn), or waiting in a shield (once that ends).
-      stop.cancelRoot(r);
-    } else {
-      // Waiting: it waits for its work to stop, parked on the stop, then gets its error.
-      if (detach(r)) stop.holding(r);
-      r.state = r.gen instanceof WaitOn ? WAITON_PARKED : PARKED;
-      r.waitingOn = stop;
-      stop.roots.push(r);
-    }
   }
   stop.started();
 }
