@@ -545,7 +545,6 @@ function notify(child: Task, waiter: Task | Observer, slot: number): void {
   waiter.run.core.driver.schedule(waiter);
 }
 
-
 // ---------------------------------------------------------------------------
 // How a task ends.
 
@@ -653,7 +652,9 @@ function endFailed(task: Task, error: unknown): (Task | Observer | number)[] {
   task.value = error;
   task.waitingOn = null;
   unlink(task);
-  const waiters = task.waiter === null ? [] : [task.waiter, task.waiterSlot, ...(task.moreWaiters ?? [])];
+  const waiters = task.waiter === null
+    ? []
+    : [task.waiter, task.waiterSlot, ...(task.moreWaiters ?? [])];
   task.waiter = task.moreWaiters = null;
   return waiters;
 }
@@ -781,7 +782,9 @@ function detach(task: Task): boolean {
   const on = task.waitingOn;
   task.waitingOn = null;
   task.value = undefined;
-  if (task.state === PARKED || task.state === WAITON_PARKED) return (on as Wait).unpark(task) === true;
+  if (task.state === PARKED || task.state === WAITON_PARKED) {
+    return (on as Wait).unpark(task) === true;
+  }
   if (on instanceof Task) removeWaiter(on, task);
   else if (on instanceof Gather) {
     for (const c of on.slots) if (c instanceof Task) removeWaiter(c, task);
@@ -919,7 +922,9 @@ function wakeCleanup(task: Task, value: unknown, throwing: boolean): void {
     // A WaitOn (`yield shield(c)` waits in one) has no cleanup: it ends now.
     task.state = RUNNING;
     task.value = undefined;
-    if (!throwing) return cleanupYielded(task, task.run.cancelling!.get(task)!, { done: true, value });
+    if (!throwing) {
+      return cleanupYielded(task, task.run.cancelling!.get(task)!, { done: true, value });
+    }
     try {
       task.gen.throw(value);
     } catch (error) {
@@ -1376,13 +1381,13 @@ export class Stop extends Wait {
 /** Tells the stops waiting for `task`, cancelled, that it ended or went on. */
 function endedInStops(task: Task): void {
   const stops = task.run.awaited?.get(task);
-  if (stops !== undefined) for (const stop of [...stops]) stop.ended(task);
+  if (stops !== undefined) { for (const stop of [...stops]) stop.ended(task); }
 }
 
 /** Tells the stops waiting for `task`'s outside work that a hold of it was released. */
 export function releasedInStops(task: Task): void {
   const stops = task.run.awaited?.get(task);
-  if (stops !== undefined) for (const stop of [...stops]) stop.released(task);
+  if (stops !== undefined) { for (const stop of [...stops]) stop.released(task); }
 }
 
 /**

@@ -93,7 +93,7 @@ test("cancellable: a signal aborted already: the coroutine's body never runs", a
 test("cancellable: stops one background coroutine from anywhere (a reporter)", async () => {
   for (const clock of ["virtual", "real"] as const) {
     const log: string[] = [];
-    function* reporter(): Coro<void> {
+    const reporter = function* (): Coro<void> {
       try {
         for (let i = 0;; i++) {
           yield sleep(10);
@@ -102,14 +102,14 @@ test("cancellable: stops one background coroutine from anywhere (a reporter)", a
       } finally {
         log.push("reporter stopped");
       }
-    }
-    function* main(stop: AbortController): Coro<string> {
+    };
+    const main = function* (stop: AbortController): Coro<string> {
       yield new Set([cancellable(reporter(), stop.signal)]);
       yield sleep(35);
       stop.abort();
       yield sleep(30);
       return "main done";
-    }
+    };
     const stop = new AbortController();
     assert.equal(await new Loop({ clock }).run(main(stop)), "main done");
     assert.deepEqual(log, ["report 0", "report 1", "report 2", "reporter stopped"], clock);
@@ -144,9 +144,15 @@ test("cancellable: resumes only once shielded cleanup and the factory's promise 
   const controller = new AbortController();
   const t0 = performance.now();
   const out = await new Loop().run(function* (): Coro<unknown> {
-    const [r] = yield [cancellable(function* () {
-      yield work();
-    }(), controller.signal), abortAfter(5, controller)];
+    const [r] = yield [
+      cancellable(
+        function* () {
+          yield work();
+        }(),
+        controller.signal,
+      ),
+      abortAfter(5, controller),
+    ];
     log.push("resumed");
     return r;
   }());
@@ -214,13 +220,22 @@ test("cancellable: an error before the abort is an error of the run; its cancell
   );
   const later = new Error("later");
   const controller = new AbortController();
-  const err = await new Loop({ clock: "virtual" }).run(function* () {
-    yield [cancellable(function* () {
-      yield [sleep(1_000), sleep(1_000)];
-    }(), controller.signal), abortAfter(1, controller)];
-    yield sleep(5);
-    throw later;
-  }(), { exceptionGroup: true }).catch((e) => e);
+  const err = await new Loop({ clock: "virtual" }).run(
+    function* () {
+      yield [
+        cancellable(
+          function* () {
+            yield [sleep(1_000), sleep(1_000)];
+          }(),
+          controller.signal,
+        ),
+        abortAfter(1, controller),
+      ];
+      yield sleep(5);
+      throw later;
+    }(),
+    { exceptionGroup: true },
+  ).catch((e) => e);
   assert.ok(err instanceof AggregateError);
   assert.deepEqual(err.errors, [later]);
 });
@@ -253,7 +268,10 @@ test("cancellable: an abort from a coroutine inside it takes effect between step
 
 test("cancellable: a bad argument is a TypeError at the call", () => {
   const signal = new AbortController().signal;
-  assert.throws(() => cancellable(5 as unknown as Coro, signal), /cancellable\(\) takes a coroutine/);
+  assert.throws(
+    () => cancellable(5 as unknown as Coro, signal),
+    /cancellable\(\) takes a coroutine/,
+  );
   assert.throws(
     () => cancellable(sleep(1), { aborted: false } as unknown as AbortSignal),
     /cancellable\(coro, signal\): the signal is an object .*give an AbortSignal/,
@@ -354,9 +372,12 @@ test("no result: the coroutine a cancellable (or a race) ran itself, yielded lat
   // A gather and a run of it say the same.
   const loop = new Loop({ clock: "virtual" });
   const stopped = logged("stopped", 1_000, []);
-  await loop.run(timeout(function* () {
-    yield stopped;
-  }(), 1));
+  await loop.run(timeout(
+    function* () {
+      yield stopped;
+    }(),
+    1,
+  ));
   await assert.rejects(loop.run(join(stopped)), /timeout\(\).*has no result/);
   await assert.rejects(loop.run(stopped), /timeout\(\).*has no result/);
   await assert.rejects(

@@ -3,15 +3,7 @@
  * work, as a timeout stops it) before race resumes.
  */
 import assert from "node:assert/strict";
-import {
-  type Coro,
-  fromPromise,
-  Loop,
-  race,
-  shield,
-  sleep,
-  timeout,
-} from "../mod.ts";
+import { type Coro, fromPromise, Loop, race, shield, sleep, timeout } from "../mod.ts";
 import { test } from "./_helper.ts";
 
 function* after<T>(ms: number, x: T): Coro<T> {
@@ -34,14 +26,14 @@ function* logged(name: string, ms: number, log: string[]): Coro<string> {
 test("race: the first to return wins; the others are cancelled with their work", async () => {
   for (const clock of ["virtual", "real"] as const) {
     const log: string[] = [];
-    function* slow(): Coro<string> {
+    const slow = function* (): Coro<string> {
       try {
         return yield logged("slow's child", 1_000, log);
       } catch (e) {
         log.push(`slow ${(e as Error).name}`);
         throw e;
       }
-    }
+    };
     const loop = new Loop({ clock });
     const t0 = loop.now();
     const out = await loop.run(race([slow(), after(20, "fast"), logged("slower", 2_000, log)]));
@@ -157,9 +149,12 @@ test("race: losers that others also wait on are spared, with their work", async 
   const shared = logged("shared", 50, log);
   const loop = new Loop({ clock: "virtual" });
   const out = await loop.run(function* () {
-    return yield [race([shared, after(10, "fast")]), function* (): Coro<string> {
-      return yield shared;
-    }()];
+    return yield [
+      race([shared, after(10, "fast")]),
+      function* (): Coro<string> {
+        return yield shared;
+      }(),
+    ];
   }());
   assert.deepEqual(out, ["fast", "shared"]);
   assert.deepEqual(log, ["shared done"]);
@@ -197,13 +192,20 @@ test("race: inside a timeout: the timeout stops the whole race", async () => {
 
 test("race: its cancellations are not listed in a later AggregateError", async () => {
   const later = new Error("later");
-  const err = await new Loop({ clock: "virtual" }).run(function* () {
-    yield* race([after(1, 1), sleep(100), function* () {
-      yield [sleep(100), sleep(100)];
-    }()]);
-    yield sleep(5);
-    throw later;
-  }(), { exceptionGroup: true }).catch((e) => e);
+  const err = await new Loop({ clock: "virtual" }).run(
+    function* () {
+      yield* race([
+        after(1, 1),
+        sleep(100),
+        function* () {
+          yield [sleep(100), sleep(100)];
+        }(),
+      ]);
+      yield sleep(5);
+      throw later;
+    }(),
+    { exceptionGroup: true },
+  ).catch((e) => e);
   assert.ok(err instanceof AggregateError);
   assert.deepEqual(err.errors, [later]);
 });

@@ -162,14 +162,17 @@ for (const clock of CLOCKS) {
       // coroutine itself (TimeoutError) both close their connection.
       const child = new Connection(log);
       const own = new Connection(log, 20);
-      const result = yield* timeout(function* (): Coro<void> {
-        try {
-          yield query(child);
-        } finally {
-          yield* shield(own.close());
-          log.push("own finally done");
-        }
-      }(), 30);
+      const result = yield* timeout(
+        function* (): Coro<void> {
+          try {
+            yield query(child);
+          } finally {
+            yield* shield(own.close());
+            log.push("own finally done");
+          }
+        }(),
+        30,
+      );
       log.push("timeout resumed");
       return [result, child.closed, own.closed];
     }());
@@ -252,25 +255,25 @@ test("shield: `yield shield(c)`, without the star, works in cleanup too", async 
 test("shield: shielded cleanup uses sleep, fromPromise, child coroutines and runInThread", async () => {
   for (const clock of CLOCKS) {
     const log: string[] = [];
-    function* child(n: number): Coro<number> {
+    const child = function* (n: number): Coro<number> {
       yield sleep(2);
       return n * 10;
-    }
-    function* cleanup(): Coro<number> {
+    };
+    const cleanup = function* (): Coro<number> {
       yield sleep(3);
       const a: number = yield* fromPromise(delay(5).then(() => 1));
       const b: number = yield* fromPromise((signal) => delay(2, signal).then(() => 2));
       const [c, d] = yield [child(1), child(2)];
       const e: number = yield* runInThread((x: number) => x + 1, 99);
       return a + b + c + d + e;
-    }
-    function* worker(): Coro<void> {
+    };
+    const worker = function* (): Coro<void> {
       try {
         yield new Event().wait();
       } finally {
         log.push(`cleanup gave ${yield* shield(cleanup())}`);
       }
-    }
+    };
     const boom = new Error("boom");
     const err = await rejection(new Loop({ clock }).run(function* () {
       yield [worker(), failAfter(1, boom)];
@@ -336,13 +339,13 @@ test("shield: any other yield after a CancelledError warns, names shield, and cl
 test("shield: a crash while yield* shield(commit()) runs lets commit finish first", async () => {
   for (const clock of CLOCKS) {
     const log: string[] = [];
-    function* commit(): Coro<string> {
+    const commit = function* (): Coro<string> {
       log.push("commit starts");
       yield sleep(20);
       log.push("commit done");
       return "committed";
-    }
-    function* transaction(): Coro<void> {
+    };
+    const transaction = function* (): Coro<void> {
       try {
         const r = yield* shield(commit());
         log.push(`never: ${r}`);
@@ -350,7 +353,7 @@ test("shield: a crash while yield* shield(commit()) runs lets commit finish firs
         log.push(`transaction got ${(e as Error).name} after commit`);
         throw e;
       }
-    }
+    };
     const boom = new Error("boom");
     const err = await rejection(new Loop({ clock }).run(function* () {
       yield [transaction(), failAfter(5, boom)];
@@ -378,9 +381,13 @@ test("shield: everything the shielded coroutine waits on when the crash comes is
   }
   const shared = part("shared", 30);
   function* commit(): Coro<string[]> {
-    return yield [part("a", 20), function* (): Coro<string> {
-      return yield part("deep", 25);
-    }(), shared];
+    return yield [
+      part("a", 20),
+      function* (): Coro<string> {
+        return yield part("deep", 25);
+      }(),
+      shared,
+    ];
   }
   function* other(): Coro<void> {
     yield shared; // waits on shared work: it is not shielded itself
@@ -388,9 +395,14 @@ test("shield: everything the shielded coroutine waits on when the crash comes is
   const boom = new Error("boom");
   const loop = new Loop({ clock: "virtual" });
   const err = await rejection(loop.run(function* () {
-    yield [function* () {
-      yield* shield(commit());
-    }(), other(), part("unshielded", 1_000), failAfter(5, boom)];
+    yield [
+      function* () {
+        yield* shield(commit());
+      }(),
+      other(),
+      part("unshielded", 1_000),
+      failAfter(5, boom),
+    ];
   }()));
   assert.equal(err, boom);
   assert.deepEqual(log, ["unshielded CancelledError", "a done", "deep done", "shared done"]);
@@ -469,14 +481,18 @@ test("shield: an error the shielded work throws during a crash is an other error
         yield* shield(closeAll());
       } catch (e) {
         caught.push(e);
+        // deno-lint-ignore no-unsafe-finally
         throw e;
       }
     }
   }
   const loop = new Loop({ clock: "virtual" });
-  const err = await rejection(loop.run(function* () {
-    yield [worker(), failAfter(1, boom)];
-  }(), { exceptionGroup: true }));
+  const err = await rejection(loop.run(
+    function* () {
+      yield [worker(), failAfter(1, boom)];
+    }(),
+    { exceptionGroup: true },
+  ));
   assert.ok(err instanceof AggregateError);
   assert.equal(err.errors[0], boom);
   assert.equal(err.errors.filter((e) => e === broken).length, 1, "recorded once");
@@ -513,10 +529,13 @@ for (const how of ["timeout", "cancellable", "race"] as const) {
       ? cancellable(worker(), controller.signal)
       : race([worker(), sleep(10)]);
     const err = await rejection(new Loop({ clock: "virtual" }).run(function* () {
-      yield [stopping, function* () {
-        yield sleep(10);
-        controller.abort();
-      }()];
+      yield [
+        stopping,
+        function* () {
+          yield sleep(10);
+          controller.abort();
+        }(),
+      ];
     }()));
     assert.equal(err, broken);
   });
@@ -642,9 +661,12 @@ test("shield: the CancelledError a coroutine re-throws after its cleanup is list
       throw e;
     }
   }
-  const err = await rejection(new Loop({ clock: "virtual" }).run(function* () {
-    yield [worker(), failAfter(1, boom)];
-  }(), { exceptionGroup: true }));
+  const err = await rejection(new Loop({ clock: "virtual" }).run(
+    function* () {
+      yield [worker(), failAfter(1, boom)];
+    }(),
+    { exceptionGroup: true },
+  ));
   assert.ok(err instanceof AggregateError);
   assert.equal(err.errors[0], boom);
   assert.ok(seen instanceof CancelledError && err.errors.includes(seen));
