@@ -112,7 +112,13 @@ test("cancellable: stops one background coroutine from anywhere (a reporter)", a
     };
     const stop = new AbortController();
     assert.equal(await new Loop({ clock }).run(main(stop)), "main done");
-    assert.deepEqual(log, ["report 0", "report 1", "report 2", "reporter stopped"], clock);
+    if (clock === "virtual") {
+      assert.deepEqual(log, ["report 0", "report 1", "report 2", "reporter stopped"]);
+    } else {
+      // Real time drifts under load: some reports, then it stopped, and no more after.
+      assert.equal(log.at(-1), "reporter stopped");
+      assert.ok(log.length >= 2 && log.length <= 4, log.join());
+    }
   }
 });
 
