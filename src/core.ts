@@ -1290,7 +1290,7 @@ export class Stop extends Wait {
   /** The cancelled tasks that have not ended. */
   readonly #pending = new Set<Task>();
   /** The cancelled tasks whose outside work goes on, with how many releases are to come. */
-  readonly #held = new Map<Task, number>();
+  #held: Map<Task, number> | null = null;
   /** The roots parked here until their work has stopped. */
   roots: Task[] = [];
   #starting = true;
@@ -1303,9 +1303,10 @@ export class Stop extends Wait {
   park(): void {
     throw new Error("tinyio: a Stop is never yielded");
   }
-  /** A root taken by another cancellation (a crash). */
+  /** A root taken by another cancellation (a crash), or cancelled by this stop. */
   unpark(task: Task): void {
-    this.roots = this.roots.filter((r) => r !== task);
+    const i = this.roots.indexOf(task);
+    if (i >= 0) this.roots.splice(i, 1);
   }
   override children(): readonly Task[] {
     return [...this.#pending];
@@ -1326,21 +1327,23 @@ export class Stop extends Wait {
   }
   /** `task`'s outside work goes on: a release is still to come. */
   holding(task: Task): void {
-    this.#held.set(task, (this.#held.get(task) ?? 0) + 1);
+    const held = this.#held ??= new Map();
+    held.set(task, (held.get(task) ?? 0) + 1);
     this.#await(task);
   }
   /** `task` ended, or went on. */
   ended(task: Task): void {
     if (!this.#pending.delete(task)) return;
-    if (!this.#held.has(task)) this.#unawait(task);
+    if (this.#held === null || !this.#held.has(task)) this.#unawait(task);
     this.#check();
   }
   /** A hold of `task` was released. */
   released(task: Task): void {
-    const n = this.#held.get(task);
+    const held = this.#held;
+    const n = held?.get(task);
     if (n === undefined) return;
-    if (n > 1) return void this.#held.set(task, n - 1);
-    this.#held.delete(task);
+    if (n > 1) return void held!.set(task, n - 1);
+    held!.delete(task);
     if (!this.#pending.has(task)) this.#unawait(task);
     this.#check();
   }
@@ -1357,19 +1360,19 @@ export class Stop extends Wait {
   }
   #unawait(task: Task): void {
     const awaited = this.run.awaited!;
-    const stops = awaited.get(task)!.filter((s) => s !== this);
-    if (stops.length > 0) awaited.set(task, stops);
+    const stops = awaited.get(task)!;
+    if (stops.length > 1) stops.splice(stops.indexOf(this), 1);
     else awaited.delete(task);
     if (awaited.size === 0) this.run.awaited = null;
   }
 
   #check(): void {
-    if (this.#starting || this.#pending.size > 0 || this.#held.size > 0) return;
+    if (this.#starting || this.#pending.size > 0 || (this.#held?.size ?? 0) > 0) return;
     if (!this.#rootsCancelled) {
       // The work has stopped: now the roots.
       this.#rootsCancelled = true;
       this.#starting = true;
-      for (const r of this.roots) if (r.waitingOn === this) this.cancelRoot(r);
+      for (const r of [...this.roots]) this.cancelRoot(r);
       this.roots = [];
       this.started();
       return;
@@ -1381,7 +1384,9 @@ export class Stop extends Wait {
 /** Tells the stops waiting for `task`, cancelled, that it ended or went on. */
 function endedInStops(task: Task): void {
   const stops = task.run.awaited?.get(task);
-  if (stops !== undefined) { for (const stop of [...stops]) stop.ended(task); }
+  if (stops === undefined) return;
+  if (stops.length === 1) stops[0].ended(task);
+  else for (const stop of [...stops]) stop.ended(task);
 }
 
 /** Tells the stops waiting for `task`'s outside work that a hold of it was released. */
