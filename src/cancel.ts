@@ -9,8 +9,7 @@
  */
 
 import { type Coro, isCoro, WaitOn } from "./coro.ts";
-import { CancelledError } from "./errors.ts";
-import { badCancellableSignal, badRace, notACoroutine, stoppedMessage } from "./messages.ts";
+import { badCancellableSignal, badRace, notACoroutine } from "./messages.ts";
 import { Timeout } from "./time.ts";
 import {
   errorIsWaiters,
@@ -225,7 +224,6 @@ class Race extends Wait {
         cause: undefined,
         owner: task,
         spareRoots: true,
-        rootError: () => new CancelledError(stoppedMessage("race", true)),
         done: settle,
       });
     }

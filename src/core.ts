@@ -735,6 +735,30 @@ export interface Cancellation {
 /** The errors a stop throws in: what yielding a coroutine it stopped throws later (it has no result). */
 const stopErrors = new WeakSet<object>();
 
+// A race has no cause to name: its losers, and their work, all get one of
+// these two, made once, without a stack (it would show where they were made).
+let raceErrors: [Error, Error] | null = null;
+
+/** A stop's CancelledError, saying what stopped the coroutine and that it has no result. */
+function stopError(by: StopOptions["by"], root: boolean, cause: unknown): Error {
+  if (by === "race") {
+    if (raceErrors === null) {
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 0;
+      raceErrors = [
+        new CancelledError(stoppedMessage("race", true)),
+        new CancelledError(stoppedMessage("race", false)),
+      ];
+      Error.stackTraceLimit = limit;
+      for (const error of raceErrors) stopErrors.add(error);
+    }
+    return raceErrors[root ? 0 : 1];
+  }
+  const error = new CancelledError(stoppedMessage(by, root), { cause });
+  stopErrors.add(error);
+  return error;
+}
+
 /** Adds `error` to `run`'s other errors, unless it is recorded already. */
 function record(run: Run, error: unknown): void {
   if (error !== run.error && !run.otherErrors.includes(error)) run.otherErrors.push(error);
@@ -910,8 +934,10 @@ function cleanupYielded(task: Task, cancellation: Cancellation, r: IteratorResul
 
 /** A timeout's coroutine goes on after its TimeoutError: it is not cancelled any more. */
 function wentOn(task: Task): void {
-  task.run.cancelling!.delete(task);
-  endedInStops(task);
+  const cancelling = task.run.cancelling!;
+  const { stop } = cancelling.get(task)!;
+  cancelling.delete(task);
+  endedInStops(task, stop);
 }
 
 /** Wakes `task`, cancelled and waiting in a shield, to go on cleaning up with `value` sent or thrown in. */
@@ -970,7 +996,7 @@ function cancelEnded(task: Task, thrown: unknown, misbehaved = false): void {
       if (w instanceof Task && w.state === WAITING) throwIntoWaiter(w, outcome);
     }
   }
-  endedInStops(task);
+  endedInStops(task, stop);
   maybeEnd(run);
 }
 
@@ -1230,8 +1256,11 @@ export interface StopOptions {
   readonly owner: Task;
   /** Roots that a coroutine outside the stopped work also waits on are spared (a race's losers). */
   readonly spareRoots: boolean;
-  /** What each root gets thrown in once its work has stopped. */
-  rootError(): Error;
+  /**
+   * What the roots get thrown in once their work has stopped: a timeout's
+   * TimeoutError; by default a CancelledError that says what stopped them.
+   */
+  readonly rootError?: Error;
   /** Called once everything cancelled has stopped: their cleanup and their outside work. */
   done(): void;
 }
@@ -1242,7 +1271,7 @@ export interface StopOptions {
  * that set waits on, and what those wait on — nothing left running waits on
  * a cancelled coroutine, so nothing can hang on one. The work gets a
  * CancelledError (which says what stopped it, and that it has no result)
- * first; each root gets `rootError()` once its work has stopped. Shielded
+ * first; each root gets the root error once its work has stopped. Shielded
  * work runs on, and the roots waiting on it wait for it. Quietly: it is not
  * a crash, so the CancelledErrors are reported nowhere; but an error that a
  * cancelled coroutine throws instead (its cleanup failed) is an error of the
@@ -1269,12 +1298,9 @@ export function stopWork(roots: readonly Task[], options: StopOptions): void {
       stop.roots.push(r);
     }
   }
-  const message = stoppedMessage(options.by, false);
   for (const t of work) {
     if (shielded.has(t)) continue;
-    const error = new CancelledError(message, { cause: options.cause });
-    stopErrors.add(error);
-    cancel(t, error, stop);
+    cancel(t, stop.error(false), stop);
     stop.waitFor(t);
   }
   stop.started();
@@ -1314,16 +1340,34 @@ export class Stop extends Wait {
 
   /** Waits for `task` to end, if it is being cancelled. */
   waitFor(task: Task): void {
-    if (task.state >= DONE || !this.run.cancelling?.has(task)) return;
+    const cancellation = this.run.cancelling?.get(task);
+    if (task.state >= DONE || cancellation === undefined) return;
     this.#pending.add(task);
-    this.#await(task);
+    // Cancelled by another stop: found through the run (the one that
+    // cancelled it is told directly).
+    if (cancellation.stop !== this) this.#await(task);
   }
   /** Cancels root `r` with the root error. */
   cancelRoot(r: Task): void {
-    const error = this.options.rootError();
-    stopErrors.add(error);
-    cancel(r, error, this);
+    cancel(r, this.error(true), this);
     this.waitFor(r);
+  }
+
+  // One error for all the roots, and one for all their work: a stop's errors
+  // say the same to each coroutine, and an Error costs about a microsecond to
+  // make, more than the rest of a race of two.
+  #rootError: Error | null = null;
+  #workError: Error | null = null;
+
+  /** The error that the roots (`root`), or their work, get: what yielding them later throws. */
+  error(root: boolean): Error {
+    const { by, cause, rootError } = this.options;
+    if (!root) return this.#workError ??= stopError(by, false, cause);
+    if (this.#rootError === null) {
+      if (rootError !== undefined) stopErrors.add(rootError);
+      this.#rootError = rootError ?? stopError(by, true, cause);
+    }
+    return this.#rootError;
   }
   /** `task`'s outside work goes on: a release is still to come. */
   holding(task: Task): void {
@@ -1359,11 +1403,13 @@ export class Stop extends Wait {
     else if (!stops.includes(this)) stops.push(this);
   }
   #unawait(task: Task): void {
-    const awaited = this.run.awaited!;
-    const stops = awaited.get(task)!;
-    if (stops.length > 1) stops.splice(stops.indexOf(this), 1);
-    else awaited.delete(task);
-    if (awaited.size === 0) this.run.awaited = null;
+    const awaited = this.run.awaited;
+    const stops = awaited?.get(task);
+    const i = stops === undefined ? -1 : stops.indexOf(this);
+    if (i < 0) return;
+    if (stops!.length > 1) stops!.splice(i, 1);
+    else awaited!.delete(task);
+    if (awaited!.size === 0) this.run.awaited = null;
   }
 
   #check(): void {
@@ -1381,8 +1427,9 @@ export class Stop extends Wait {
   }
 }
 
-/** Tells the stops waiting for `task`, cancelled, that it ended or went on. */
-function endedInStops(task: Task): void {
+/** Tells the stops waiting for `task`, cancelled by `stop` (or by the crash: null), that it ended or went on. */
+function endedInStops(task: Task, stop: Stop | null): void {
+  stop?.ended(task);
   const stops = task.run.awaited?.get(task);
   if (stops === undefined) return;
   if (stops.length === 1) stops[0].ended(task);
@@ -1408,28 +1455,30 @@ function workOf(
   owner: Task | null,
   spareRoots: boolean,
 ): { roots: Task[]; work: Task[] } {
-  const rootSet = new Set(roots);
-  const work = new Set<Task>();
+  let work: Set<Task> | null = null; // most roots have none: made when one is found
   const todo = [...roots];
   while (todo.length > 0) {
     const t = todo.pop()!;
     for (const c of waitsOn(t)) {
-      if (c.starter === t && !work.has(c) && !rootSet.has(c)) {
-        work.add(c);
+      if (c.starter === t && !roots.includes(c) && !work?.has(c)) {
+        (work ??= new Set()).add(c);
         todo.push(c);
       }
     }
   }
+  const stopped = new Set(roots.filter((t) => t.state < DONE));
+  if (work === null && !spareRoots) return { roots: [...stopped], work: [] };
+  const found = work ?? new Set<Task>();
   const inside = (w: Task | Observer) => {
     const t = w instanceof Task ? w : w.owner;
-    return t != null && (t === owner || rootSet.has(t) || work.has(t));
+    return t != null && (t === owner || stopped.has(t) || found.has(t));
   };
   // Spare a coroutine waited on from outside; repeat until nothing changes,
   // since a spared coroutine is outside too and spares what it waits on.
   let changed = true;
   while (changed) {
     changed = false;
-    for (const set of spareRoots ? [work, rootSet] : [work]) {
+    for (const set of spareRoots ? [found, stopped] : [found]) {
       for (const t of set) {
         let spared = false;
         forEachWaiter(t, (w) => spared ||= !inside(w));
@@ -1440,5 +1489,5 @@ function workOf(
       }
     }
   }
-  return { roots: [...rootSet].filter((t) => t.state < DONE), work: [...work] };
+  return { roots: [...stopped], work: [...found] };
 }

@@ -6,8 +6,8 @@
 
 import type { Clock, Deadline } from "./clock.ts";
 import { type Coro, isCoro, WaitOn } from "./coro.ts";
-import { CancelledError, TimeoutError } from "./errors.ts";
-import { checkMs, describe, stoppedMessage } from "./messages.ts";
+import { TimeoutError } from "./errors.ts";
+import { checkMs, describe } from "./messages.ts";
 import {
   fail,
   type Observer,
@@ -201,17 +201,17 @@ export class Timeout<T> extends Wait implements Deadline {
     this.#stopWatching();
     const task = this.#task!;
     const signal = this.signal;
-    const error = signal === null
-      ? new TimeoutError(
-        `timeout(): the coroutine did not finish within ${this.ms} ms, so it was stopped.`,
-      )
-      : new CancelledError(stoppedMessage("cancellable", true), { cause: signal.reason });
+    // A timeout's coroutine gets a TimeoutError, which is also the cause of
+    // its work's cancellations; a signal's, a CancelledError of the stop's.
+    const timedOut = signal !== null ? undefined : new TimeoutError(
+      `timeout(): the coroutine did not finish within ${this.ms} ms, so it was stopped.`,
+    );
     stopWork([this.child!], {
       by: signal === null ? "timeout" : "cancellable",
-      cause: signal === null ? error : signal.reason,
+      cause: signal === null ? timedOut : signal.reason,
       owner: task,
       spareRoots: false,
-      rootError: () => error,
+      rootError: timedOut,
       done: () => {
         // From now on `coro` goes on, if it does, in the background: its task
         // no longer waits on it.
