@@ -131,7 +131,6 @@ export class Timeout<T> extends Wait implements Deadline {
   child: Task | null = null;
   #clock: Clock | null = null;
   #fired = false;
-  #onAbort: (() => void) | null = null;
   // It carries the task that waits through it (`owner`): `stopWork` must know
   // who waits on a coroutine, and an observer is not a task. (A property, not
   // a WeakMap: ten thousand WeakMap entries cost more in garbage collection
@@ -157,15 +156,8 @@ export class Timeout<T> extends Wait implements Deadline {
       else fail(task, this, child.value);
       return;
     }
-    if (this.signal === null) {
-      this.#clock.add(this, this.ms);
-    } else {
-      this.#onAbort = () => {
-        this.#clock!.add(this, 0);
-        wakeLoop(task);
-      };
-      this.signal.addEventListener("abort", this.#onAbort, { once: true });
-    }
+    if (this.signal === null) this.#clock.add(this, this.ms);
+    else listen(this.signal, this);
     this.#observer.owner = task;
     watch(child, this.#observer);
   }
@@ -180,11 +172,16 @@ export class Timeout<T> extends Wait implements Deadline {
     return this.child === null ? [] : [this.child];
   }
 
+  /** The signal aborted: the deadline is now, for the loop to stop the work between steps. */
+  aborted(): void {
+    this.#clock!.add(this, 0);
+    wakeLoop(this.#task!);
+  }
+
   /** The deadline goes: dropped from the clock, the abort no longer listened to. */
   #stopWatching(): void {
     this.#clock?.remove(this);
-    if (this.#onAbort !== null) this.signal!.removeEventListener("abort", this.#onAbort);
-    this.#onAbort = null;
+    if (this.signal !== null) unlisten(this.signal, this);
   }
 
   /** `coro` ended: before the deadline, that is the result; after it, swallow its TimeoutError. */
@@ -220,4 +217,26 @@ export class Timeout<T> extends Wait implements Deadline {
       },
     });
   }
+}
+
+// One abort listener per signal, for all the cancellables that wait on it:
+// adding and removing a listener costs more than the rest of a cancellable
+// (measured: 1.7 µs against 0.5 µs for a plain `yield c` of a promise).
+const waitingOn = new WeakMap<AbortSignal, Set<Timeout<unknown>>>();
+
+function listen(signal: AbortSignal, timeout: Timeout<unknown>): void {
+  let waiting = waitingOn.get(signal);
+  if (waiting === undefined) {
+    const set = waiting = new Set();
+    waitingOn.set(signal, set);
+    signal.addEventListener("abort", () => {
+      for (const t of set) t.aborted();
+      set.clear();
+    }, { once: true });
+  }
+  waiting.add(timeout);
+}
+
+function unlisten(signal: AbortSignal, timeout: Timeout<unknown>): void {
+  waitingOn.get(signal)?.delete(timeout);
 }
