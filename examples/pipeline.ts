@@ -11,8 +11,9 @@
  *
  * Part 2. The same job, but the disk fills up part-way. One error cancels
  * everything — downloads asleep, hashes running on threads, documents
- * waiting for the semaphore — every `finally` block runs, and `run` rejects
- * with the very error that was thrown.
+ * waiting for the semaphore — every `finally` block runs (those of documents
+ * with a partial download delete it, asynchronously, through `shield`), and
+ * `run` rejects with the very error that was thrown, once that cleanup is done.
  *
  * @module
  */
@@ -24,6 +25,7 @@ import {
   join,
   Loop,
   Semaphore,
+  shield,
   sleep,
   ThreadPool,
   timeout,
@@ -107,6 +109,18 @@ class Tally {
   rounds = 0;
   hashMs: number[] = [];
   cancelledWhile: Record<Stage, number> = { waiting: 0, downloading: 0, hashing: 0, storing: 0 };
+  /** Partial downloads deleted by a `finally` that ran because of a CancelledError. */
+  deletedAfterCancel = 0;
+}
+
+/**
+ * Deletes the partial download of a document that was not stored: asynchronous
+ * I/O. In a `finally` that runs because of a cancellation it goes through
+ * `shield`, which runs it to its end, and the run waits for it.
+ */
+function* deletePartial(tally: Tally, cancelledNow: boolean): Coro<void> {
+  yield sleep(2);
+  if (cancelledNow) tally.deletedAfterCancel++;
 }
 
 interface Job {
@@ -122,17 +136,21 @@ function* processDocument(doc: Document, job: Job): Coro<Digest | null> {
   const { tally } = job;
   tally.started++;
   let stage: Stage = "waiting";
+  let partial = false; // a download on disk that is not stored yet
+  let cancelledNow = false;
   try {
     using _place = yield* job.inFlight.acquire();
     const [digest, inTime] = yield* timeout(
       function* (): Coro<Digest | null> {
         stage = "downloading";
+        partial = true;
         yield sleep(1 + (doc.id * 7) % 5);
         stage = "hashing";
         const digest = yield* job.pool.runInThread(stretch, doc.text, doc.rounds);
         stage = "storing";
         yield sleep(1);
         if (++tally.stored === job.diskFullAt) throw new Error(`disk full (document ${doc.id})`);
+        partial = false;
         return digest;
       }(),
       BUDGET_MS,
@@ -147,9 +165,13 @@ function* processDocument(doc: Document, job: Job): Coro<Digest | null> {
     tally.hashMs.push(digest.ms);
     return digest;
   } catch (error) {
-    if (error instanceof CancelledError) tally.cancelledWhile[stage]++;
+    if (error instanceof CancelledError) {
+      tally.cancelledWhile[stage]++;
+      cancelledNow = true;
+    }
     throw error;
   } finally {
+    if (partial) yield* shield(deletePartial(tally, cancelledNow));
     tally.finallyRan++;
   }
 }
@@ -240,5 +262,9 @@ try {
   say(
     `  finally blocks run: ${crashed.finallyRan} of ${crashed.started} documents started; ` +
       `nothing is left running`,
+  );
+  say(
+    `  partial downloads deleted through shield after their CancelledError: ` +
+      `${crashed.deletedAfterCancel} (the run waited for that cleanup)`,
   );
 }

@@ -41,9 +41,9 @@ import {
  * `timeout`, `cancellable` and `race` wait for shielded work: bound it with
  * `yield* shield(timeout(close(), 1_000))`. Coroutines that shielded work
  * starts in the background during a crash are cancelled when the shield
- * ends. Write `yield*`: with `yield shield(c)` the shield is a coroutine of
- * its own, and only it waits. A shield never waits for itself: a cycle
- * through a shield is still a cycle.
+ * ends. `yield shield(c)` works as well as `yield*` (which saves a
+ * coroutine). A shield never waits for itself: a cycle through a shield is
+ * still a cycle.
  *
  * @example A finally that waits for the connection to close
  * ```ts

@@ -9,7 +9,10 @@
  * (or the run's `signal` aborts), so that its `finally` blocks and `using`
  * declarations run. `cause` is the error that started the cancellation.
  *
- * A coroutine that catches errors must re-throw this one.
+ * A coroutine that catches errors must re-throw this one; to wait while it
+ * cleans up, it may `yield* shield(...)` first. A `timeout`, `cancellable` or
+ * `race` throws one into the work it stops; yielding such a coroutine later
+ * throws one that says it has no result.
  *
  * @example Cleaning up on cancellation
  * ```ts

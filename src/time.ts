@@ -75,12 +75,15 @@ export function sleep(ms: number): Coro<void> {
  * time: `[value, true]`. Otherwise its work stops: the coroutines that `coro`
  * started by waiting on them (`yield c`, `yield [..]`), and recursively those
  * that they started so, are cancelled — except those that a coroutine outside
- * that set also waits on, which go on with their own work — then a
- * {@linkcode TimeoutError} is thrown into `coro` at its current `yield`, and
- * `timeout` resumes with `[undefined, false]`. A `TimeoutError` that escapes
- * `coro` is swallowed; if `coro` catches it and goes on, it goes on in the
- * background. An error that `coro` throws before the deadline is an error of
- * the run. `ms` negative or `NaN` is a `RangeError`, thrown at the call.
+ * that set also waits on, which go on with their own work — and once they
+ * have stopped (their cleanup through `shield`, their promises and workers
+ * included) a {@linkcode TimeoutError} is thrown into `coro` at its current
+ * `yield`; `timeout` resumes with `[undefined, false]` once `coro` has ended.
+ * A `TimeoutError` that escapes `coro` is swallowed; if `coro` catches it and
+ * goes on, it goes on in the background (and `timeout` resumes then). Shielded
+ * work is waited for, so a `timeout` around it is no upper bound. An error
+ * that `coro` throws before the deadline is an error of the run. `ms` negative
+ * or `NaN` is a `RangeError`, thrown at the call.
  *
  * @example
  * ```ts

@@ -174,4 +174,6 @@ test("demo: `deno task demo` runs the pipeline and the crash to their summaries"
   assert.match(out, /run rejected with the very error thrown: Error: disk full \(document \d+\)/);
   assert.match(out, /cancelled: \d+ hashing .*, \d+ waiting for a place/);
   assert.match(out, /finally blocks run: 300 of 300 documents started/);
+  // Asynchronous cleanup through shield, waited for before the run rejected.
+  assert.match(out, /partial downloads deleted through shield after their CancelledError: [1-9]/);
 });

@@ -367,6 +367,36 @@ test("shield: a crash while yield* shield(commit()) runs lets commit finish firs
   }
 });
 
+test("shield: `yield shield(c)`, without the star, keeps its caller waiting too (crash, timeout)", async () => {
+  for (const how of ["crash", "timeout"] as const) {
+    const log: string[] = [];
+    const commit = function* (): Coro<string> {
+      yield sleep(20);
+      log.push("commit done");
+      return "ok";
+    };
+    const transaction = function* (): Coro<void> {
+      try {
+        log.push(`never: ${yield shield(commit())}`);
+      } catch (e) {
+        log.push(`transaction got ${(e as Error).name}`);
+        throw e;
+      }
+    };
+    const loop = new Loop({ clock: "virtual" });
+    if (how === "crash") {
+      await rejection(loop.run(function* () {
+        yield [transaction(), failAfter(5, new Error("boom"))];
+      }()));
+    } else {
+      assert.deepEqual(await loop.run(timeout(transaction(), 5)), [undefined, false]);
+    }
+    const got = how === "crash" ? "CancelledError" : "TimeoutError";
+    assert.deepEqual(log, ["commit done", `transaction got ${got}`], how);
+    assert.equal(loop.now(), 20);
+  }
+});
+
 test("shield: everything the shielded coroutine waits on when the crash comes is kept too", async () => {
   const log: string[] = [];
   function* part(name: string, ms: number): Coro<string> {
