@@ -28,6 +28,8 @@ const COLUMNS: Record<ContenderName, string> = {
 interface Row {
   label: string;
   unit: string;
+  /** What the ratio measured in the same process is to (default: the bare-generator floor). */
+  vs?: string;
   /** From the raw figure a process prints (ms for timed workloads) to the unit. */
   scale: (raw: number) => number;
   /** Extra V8 flags for this workload's processes. */
@@ -35,6 +37,7 @@ interface Row {
 }
 
 const perStep = (ms: number) => ms * 1e6 / SIZE.steps;
+const perRace = (ms: number) => ms * 1e3 / SIZE.races;
 const same = (x: number) => x;
 
 const ROWS: Record<Workload, Row> = {
@@ -78,6 +81,23 @@ const ROWS: Record<Workload, Row> = {
     label: "worker: 10 000 tiny tasks, 2 bare workers, one task in flight each",
     unit: "tasks/s",
     scale: same,
+  },
+  race2: {
+    label: "race: of 2 coroutines that each wait for a ready promise; the loser is stopped",
+    unit: "µs/race",
+    scale: perRace,
+    vs: "yield c",
+  },
+  race100: {
+    label: "race: of 100 such coroutines; 99 losers stopped",
+    unit: "µs/race",
+    scale: (ms) => ms * 1e3 / SIZE.wideRaces,
+  },
+  cancellable: {
+    label: "cancellable: one such coroutine, a signal that never aborts",
+    unit: "µs/call",
+    scale: perRace,
+    vs: "yield c",
   },
 };
 
@@ -192,7 +212,9 @@ function cellText(workload: Workload, cell: Cell | undefined): string {
   if (cell === undefined) return "—";
   if (cell.value === undefined) return cell.note ?? "—";
   let text = `${format(cell.value)} ${ROWS[workload].unit}`;
-  if (cell.vsFloor !== undefined) text += ` (${cell.vsFloor.toFixed(2)}× floor)`;
+  if (cell.vsFloor !== undefined) {
+    text += ` (${cell.vsFloor.toFixed(2)}× ${ROWS[workload].vs ?? "floor"})`;
+  }
   if (cell.note !== undefined) text += ` (${cell.note})`;
   return text;
 }
@@ -272,6 +294,17 @@ function targets(cells: Map<string, Cell>): string[] {
   if (workloads.includes("pool")) {
     const r = ratio(v("pool", "tinyio"), v("pool", "plain"));
     check("threads: ThreadPool(2) throughput / bare postMessage", r, "≥ 0.7", r! >= 0.7);
+  }
+  for (const workload of ["race2", "cancellable"] as const) {
+    if (!workloads.includes(workload)) continue;
+    const r = cells.get(`${workload}/tinyio`)?.vsFloor;
+    const what = workload === "race2" ? "race of 2" : "cancellable without abort";
+    check(
+      `${what}: tinyio / a plain \`yield c\` of the same work, same process`,
+      r,
+      "≤ 1.5",
+      r! <= 1.5,
+    );
   }
   for (const workload of ["steps", "fanout"] as const) {
     if (!workloads.includes(workload)) continue;

@@ -19,6 +19,9 @@ export const WORKLOADS = [
   "startUp",
   "pool",
   "poolLockstep",
+  "race2",
+  "race100",
+  "cancellable",
 ] as const;
 
 /** One workload's name. */
@@ -40,6 +43,9 @@ export const SIZE = {
   roundTripsWarmUp: 3_000,
   roundTrips: 2_000,
   poolTasks: 10_000,
+  /** Races of 2 (and cancellables) per run; races of 100 per run. */
+  races: 10_000,
+  wideRaces: 1_000,
 } as const;
 
 /** A time measured in alternation with the bare-generator floor, in one process. */
@@ -108,8 +114,16 @@ export async function timeMs(work: () => unknown): Promise<number> {
  * floor (`SIZE.steps` bare `gen.next()` steps), so that the ratio of the two
  * holds even when a neighbour's load changes the machine's speed halfway.
  */
-export async function timeVsFloor(work: () => unknown): Promise<VsFloor> {
-  const floor = () => bareSteps(SIZE.steps);
+export function timeVsFloor(work: () => unknown): Promise<VsFloor> {
+  return timeVs(work, () => bareSteps(SIZE.steps));
+}
+
+/**
+ * Times `work` like {@linkcode timeMs}, each run right after a run of
+ * `floor` (the same work done the plainest way), so that the ratio of the
+ * two holds even when a neighbour's load changes the machine's speed halfway.
+ */
+export async function timeVs(work: () => unknown, floor: () => unknown): Promise<VsFloor> {
   const once = async (what: () => unknown) => {
     gc();
     const start = performance.now();

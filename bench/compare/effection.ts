@@ -5,7 +5,17 @@
  * @module
  */
 
-import { action, all, type Operation, run, sleep, withResolvers } from "effection";
+import {
+  action,
+  all,
+  type Operation,
+  race,
+  run,
+  sleep,
+  spawn,
+  until,
+  withResolvers,
+} from "effection";
 import { bytesPerParked, type Contender, SIZE, timeMs, timeVsFloor } from "./common.ts";
 
 /**
@@ -50,6 +60,31 @@ function* sleepers(n: number, ms: number): Operation<void> {
   yield* all(sleeps);
 }
 
+/** The work of a racer: wait for an answer that is ready (a resolved promise). */
+function* answer(i: number): Operation<number> {
+  return yield* until(Promise.resolve(i));
+}
+
+function* races(n: number, width: number): Operation<number> {
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const racers: Operation<number>[] = new Array(width);
+    for (let j = 0; j < width; j++) racers[j] = answer(i + j);
+    sum += yield* race(racers);
+  }
+  return sum;
+}
+
+/** effection's way to make a coroutine stoppable: a spawned task, halted on demand; joined here. */
+function* spawned(n: number): Operation<number> {
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const task = yield* spawn(() => answer(i));
+    sum += yield* task;
+  }
+  return sum;
+}
+
 /** effection's side of the workloads it has. */
 export const contender: Contender = {
   steps: () => timeVsFloor(() => run(() => spin(SIZE.steps))),
@@ -64,6 +99,9 @@ export const contender: Contender = {
     }
   },
   sleepers: () => timeMs(() => run(() => sleepers(SIZE.sleepers, SIZE.sleepMs))),
+  race2: () => timeMs(() => run(() => races(SIZE.races, 2))),
+  race100: () => timeMs(() => run(() => races(SIZE.wideRaces, 100))),
+  cancellable: () => timeMs(() => run(() => spawned(SIZE.races))),
   // Parked: a task of `all()` suspended in `yield*` on a pending `withResolvers()` operation.
   memory: () =>
     bytesPerParked(async (n) => {

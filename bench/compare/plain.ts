@@ -130,6 +130,52 @@ async function throughput(inFlight: number): Promise<number> {
   }
 }
 
+/** The work of a racer: wait for an answer that is ready; it could stop on `signal`. */
+async function answer(i: number, _signal?: AbortSignal): Promise<number> {
+  return await Promise.resolve(i);
+}
+
+/** `Promise.race`, then an abort to tell the losers to stop (they must listen for it). */
+async function races(n: number, width: number): Promise<number> {
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const stop = new AbortController();
+    const racers: Promise<number>[] = new Array(width);
+    for (let j = 0; j < width; j++) racers[j] = answer(i + j, stop.signal);
+    sum += await Promise.race(racers);
+    stop.abort();
+  }
+  return sum;
+}
+
+/** `cancellable` by hand: the work raced against the signal's abort event. */
+async function cancellable<T>(
+  work: (signal: AbortSignal) => Promise<T>,
+  signal: AbortSignal,
+): Promise<[T, true] | [undefined, false]> {
+  if (signal.aborted) return [undefined, false];
+  let onAbort!: () => void;
+  const aborted = new Promise<[undefined, false]>((resolve) => {
+    onAbort = () => resolve([undefined, false]);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work(signal).then((v): [T, true] => [v, true]), aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+async function cancellables(n: number): Promise<number> {
+  const signal = new AbortController().signal;
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const [value] = await cancellable((s) => answer(i, s), signal);
+    sum += value!;
+  }
+  return sum;
+}
+
 /** Plain JavaScript's side of every workload. */
 export const contender: Contender = {
   steps: () => timeVsFloor(() => spin(SIZE.steps)),
@@ -176,6 +222,9 @@ export const contender: Contender = {
     worker.terminate();
     return ms;
   },
+  race2: () => timeMs(() => races(SIZE.races, 2)),
+  race100: () => timeMs(() => races(SIZE.wideRaces, 100)),
+  cancellable: () => timeMs(() => cancellables(SIZE.races)),
   pool: () => throughput(Infinity),
   poolLockstep: () => throughput(1),
 };

@@ -4,9 +4,20 @@
  * @module
  */
 
-import { type Coro, Event, Loop, runInThread, Semaphore, sleep, ThreadPool } from "../../mod.ts";
+import {
+  cancellable,
+  type Coro,
+  Event,
+  fromPromise,
+  Loop,
+  race,
+  runInThread,
+  Semaphore,
+  sleep,
+  ThreadPool,
+} from "../../mod.ts";
 import { resume, type Task, Wait } from "../../src/wait.ts";
-import { bytesPerParked, type Contender, SIZE, timeMs, timeVsFloor } from "./common.ts";
+import { bytesPerParked, type Contender, SIZE, timeMs, timeVs, timeVsFloor } from "./common.ts";
 
 function* spin(n: number): Coro<void> {
   for (let i = 0; i < n; i++) yield;
@@ -104,6 +115,40 @@ function parkInGather(
   return whenParked(n, parked, { release, done });
 }
 
+/** The work of a racer: wait for an answer that is ready (a resolved promise). */
+function* answer(i: number): Coro<number> {
+  return yield* fromPromise(Promise.resolve(i));
+}
+
+/** `n` answers, one after the other, each a plain `yield c`: the baseline of the races. */
+function* answers(n: number): Coro<number> {
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += yield answer(i);
+  return sum;
+}
+
+/** `n` races of `width` answers: the first wins, the others are cancelled, each time. */
+function* races(n: number, width: number): Coro<number> {
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const racers: Coro<number>[] = new Array(width);
+    for (let j = 0; j < width; j++) racers[j] = answer(i + j);
+    sum += yield* race(racers);
+  }
+  return sum;
+}
+
+/** `n` answers, each under `cancellable` with a signal that never aborts. */
+function* cancellables(n: number): Coro<number> {
+  const signal = new AbortController().signal;
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const [value] = yield* cancellable(answer(i), signal);
+    sum += value!;
+  }
+  return sum;
+}
+
 /** @tinyio/core's side of every workload. */
 export const contender: Contender = {
   steps: () => timeVsFloor(() => new Loop().run(spin(SIZE.steps))),
@@ -144,6 +189,18 @@ export const contender: Contender = {
     await new Loop().run(runInThread(inc, 1));
     return performance.now() - start;
   },
+  // Against the same answers, each a plain `yield c`, in alternation in this process.
+  race2: () =>
+    timeVs(
+      () => new Loop().run(races(SIZE.races, 2)),
+      () => new Loop().run(answers(SIZE.races)),
+    ),
+  race100: () => timeMs(() => new Loop().run(races(SIZE.wideRaces, 100))),
+  cancellable: () =>
+    timeVs(
+      () => new Loop().run(cancellables(SIZE.races)),
+      () => new Loop().run(answers(SIZE.races)),
+    ),
   pool: async () => {
     const pool = new ThreadPool(2);
     // The bare workers are started before the timing and reused; so are the
