@@ -708,7 +708,7 @@ export function maybeEnd(run: Run): void {
 }
 
 // ---------------------------------------------------------------------------
-// Cancellation (docs/design.md, "Cancellation").
+// Cancellation (docs/cancellation.md).
 //
 // A crash cancels every task of its run; a stop (`stopWork`: a timeout ran
 // out, a signal aborted, a race was won) quietly cancels the work of some.

@@ -1132,7 +1132,7 @@ function isThreadFunction(x: unknown): x is ThreadFunction<() => unknown> {
 
 // A call whose worker's error had reached the loop when the run was cancelled
 // reports that error instead of a CancelledError: the loop throws a pending
-// error in first (see `cancelTask`).
+// error in first (see `cancel` in src/core.ts).
 function* calling<R>(call: Call): Coro<R> {
   return yield call;
 }

@@ -11,8 +11,11 @@
  * because the task stopped waiting (cancelled, timed out), after which the
  * wait must let go of it. Work outside the loop that a run must not outlive
  * (a worker, a promise) is announced with {@linkcode hold} and
- * {@linkcode release}; a wait that waits on coroutines does it through
- * {@linkcode start} and {@linkcode watch}.
+ * {@linkcode release} (an `unpark` that leaves it running returns true, so
+ * that a stop waits for the release); a wait that waits on coroutines does it
+ * through {@linkcode start} and {@linkcode watch}, and stops their work with
+ * {@linkcode stopWork} (a timeout, a cancellable, a race). `shielding` makes
+ * the coroutine of `shield()`, which the core itself handles.
  *
  * Of a {@linkcode Task}, a primitive reads only `ended`, `succeeded`, `value`
  * once ended (the result, or the error), `clock`, and `run` as an identity
