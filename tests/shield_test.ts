@@ -6,10 +6,12 @@
 import assert from "node:assert/strict";
 import {
   cancellable,
+  cancelled,
   CancelledError,
   type Coro,
   Event,
   fromPromise,
+  isolate,
   Loop,
   race,
   runInThread,
@@ -43,6 +45,11 @@ function* query(conn: Connection): Coro<void> {
     const said: string = yield* shield(conn.close());
     conn.log.push(`finally heard ${said}`);
   }
+}
+
+function* after<T>(ms: number, value: T): Coro<T> {
+  yield sleep(ms);
+  return value;
 }
 
 function* failAfter(ms: number, error: Error): Coro<never> {
@@ -727,4 +734,206 @@ test("shield: a timeout's coroutine that catches its TimeoutError, cleans up thr
   assert.deepEqual(out, [undefined, false]);
   assert.deepEqual(log, ["cleaned up", "timeout resumed at 15", "went on"]);
   assert.equal(await loop.run(c), "finished anyway");
+});
+
+// --- Combinations -----------------------------------------------------------------
+
+/** Waits until cancelled, then cleans up for `ms` through a shield, and logs it. */
+function* cleaner(name: string, ms: number, log: string[]): Coro<void> {
+  try {
+    yield sleep(10_000);
+  } finally {
+    yield* shield(sleep(ms));
+    log.push(`${name} cleaned`);
+  }
+}
+
+test("shield: a crash while a timeout waits for shielded cleanup: the run waits for it too", async () => {
+  const log: string[] = [];
+  const boom = new Error("boom");
+  const loop = new Loop({ clock: "virtual" });
+  assert.equal(
+    await rejection(loop.run(function* () {
+      yield [
+        timeout(
+          function* () {
+            yield cleaner("work", 50, log);
+          }(),
+          10,
+        ),
+        failAfter(20, boom),
+      ];
+    }())),
+    boom,
+  );
+  assert.deepEqual(log, ["work cleaned"]);
+  assert.equal(loop.now(), 60);
+});
+
+test("shield: nested timeouts around shielded cleanup; a race's loser cleaning up when the run crashes", async () => {
+  const log: string[] = [];
+  const loop = new Loop({ clock: "virtual" });
+  const out = await loop.run(timeout(
+    function* (): Coro<unknown> {
+      return yield timeout(
+        function* () {
+          yield cleaner("inner", 30, log);
+        }(),
+        10,
+      );
+    }(),
+    15,
+  ));
+  assert.deepEqual(out, [undefined, false]);
+  assert.deepEqual(log, ["inner cleaned"]);
+  assert.equal(loop.now(), 40);
+
+  const log2: string[] = [];
+  const boom = new Error("boom");
+  const loop2 = new Loop({ clock: "virtual" });
+  assert.equal(
+    await rejection(loop2.run(function* () {
+      yield [race([cleaner("loser", 30, log2), after(5, 1)]), failAfter(10, boom)];
+    }())),
+    boom,
+  );
+  assert.deepEqual(log2, ["loser cleaned"]);
+  assert.equal(loop2.now(), 35);
+});
+
+test("shield: cleanup that waits for another cancelled coroutine's cleanup, or a stopped one's", async () => {
+  const log: string[] = [];
+  const other = cleaner("other", 40, log);
+  const boom = new Error("boom");
+  assert.equal(
+    await rejection(new Loop({ clock: "virtual" }).run(function* () {
+      yield [
+        other,
+        function* () {
+          try {
+            yield sleep(1_000);
+          } finally {
+            try {
+              yield* shield(other);
+            } catch (e) {
+              log.push(`waited for other: ${(e as Error).name}`);
+            }
+          }
+        }(),
+        failAfter(1, boom),
+      ];
+    }())),
+    boom,
+  );
+  assert.deepEqual(log, ["other cleaned", "waited for other: CancelledError"]);
+
+  // A stopped coroutine still cleaning up: waiting on it gives, once it ends, that it has no result.
+  const log2: string[] = [];
+  const victim = cleaner("victim", 30, log2);
+  await new Loop({ clock: "virtual" }).run(function* () {
+    yield [
+      timeout(
+        function* () {
+          yield victim;
+        }(),
+        10,
+      ),
+      function* () {
+        yield sleep(15);
+        try {
+          yield* shield(victim);
+        } catch (e) {
+          log2.push(`victim: ${(e as Error).message}`);
+        }
+      }(),
+    ];
+  }());
+  assert.equal(log2[0], "victim cleaned");
+  assert.match(log2[1], /^victim: cancelled by timeout\(\).*has no result/);
+});
+
+test("shield: shielded cleanup with an isolate, an Event set by another finally, a cancellable aborted meanwhile", async () => {
+  const log: string[] = [];
+  const ready = new Event();
+  const stop = new AbortController();
+  const boom = new Error("boom");
+  assert.equal(
+    await rejection(new Loop({ clock: "virtual" }).run(function* () {
+      yield [
+        function* () {
+          try {
+            yield sleep(1_000);
+          } finally {
+            const [v, ok] = yield* shield(isolate(after(5, "isolated")));
+            log.push(`isolate: ${v} ${ok}`);
+          }
+        }(),
+        function* () {
+          try {
+            yield sleep(1_000);
+          } finally {
+            ready.set(); // synchronous cleanup of a cancelled coroutine
+            stop.abort();
+          }
+        }(),
+        function* () {
+          try {
+            yield sleep(1_000);
+          } finally {
+            yield* shield(ready.wait());
+            log.push(
+              `woken; cancellable gave ${
+                JSON.stringify(yield* shield(cancellable(sleep(100), stop.signal)))
+              }`,
+            );
+          }
+        }(),
+        failAfter(1, boom),
+      ];
+    }())),
+    boom,
+  );
+  assert.deepEqual(log.toSorted(), [
+    "isolate: isolated true",
+    "woken; cancellable gave [null,false]",
+  ]);
+});
+
+test("shield: a library coroutine's error in a shield whose caller's cancellation waits is not lost", async () => {
+  const rejected = new Error("rejected");
+  const boom = new Error("boom");
+  const err = await rejection(new Loop().run(function* () {
+    yield [
+      function* () {
+        yield* shield(fromPromise(delay(20).then(() => Promise.reject(rejected))));
+      }(),
+      failAfter(5, boom),
+    ];
+  }()));
+  assert.ok(err instanceof AggregateError);
+  assert.deepEqual(err.errors, [boom, rejected]);
+});
+
+test("shield: a cancellable stops a worker that looks at cancelled(), and resumes once it has stopped", async () => {
+  const stop = new AbortController();
+  const t0 = performance.now();
+  const [out] = await new Loop().run(function* (): Coro<unknown[]> {
+    return yield [
+      cancellable(
+        runInThread(() => {
+          const end = Date.now() + 5_000;
+          while (Date.now() < end) if (cancelled()) return "stopped";
+          return "ran";
+        }),
+        stop.signal,
+      ),
+      function* () {
+        yield sleep(100);
+        stop.abort();
+      }(),
+    ];
+  }());
+  assert.deepEqual(out, [undefined, false]);
+  assert.ok(performance.now() - t0 < 4_000);
+  assert.equal(liveWorkers(), 0);
 });
