@@ -143,7 +143,9 @@ export class Driver {
         }
       } else {
         clock.fireDue(performance.now());
-        if (this.#head !== this.#tail) continue;
+        // What fired may have released the last hold (a stop cancelling a
+        // promise's coroutine): then a virtual clock may jump again.
+        if (this.#head !== this.#tail || (clock.virtual && this.holds === 0)) continue;
       }
       if (this.holds === 0 && clock.next() === Infinity && this.#failCycles()) continue;
       if (Driver.atRest !== null) Driver.atRest(this);
@@ -1018,8 +1020,16 @@ function throwIntoWaiter(w: Task, error: unknown): void {
  */
 function cancelWaiters(waiters: (Task | Observer | number)[], task: Task, cause: unknown): void {
   for (let i = 0; i < waiters.length; i += 2) {
-    const w = waiters[i];
-    if (!(w instanceof Task) || w.state !== WAITING) continue;
+    const w = waiters[i] as Task | Observer;
+    if (typeof w === "function") {
+      // A caller still in a shield whose coroutine failed before the crash
+      // began (its observer left it to the crash, which a shield around the
+      // caller kept off): it hears of it now, as shielded work.
+      const shield = shieldOfObserver.get(w);
+      if (shield !== undefined && shield.caller!.waitingOn === shield) shieldEnded(shield, task, false);
+      continue;
+    }
+    if (w.state !== WAITING) continue;
     const on = w.waitingOn;
     if (on !== task && !(on instanceof Gather && on.slots.includes(task))) continue;
     if (w.run.cancelling?.has(w)) throwIntoWaiter(w, cause);

@@ -937,3 +937,139 @@ test("shield: a cancellable stops a worker that looks at cancelled(), and resume
   assert.ok(performance.now() - t0 < 4_000);
   assert.equal(liveWorkers(), 0);
 });
+
+test("shield: on the virtual clock, cleanup that a deadline starts while a promise holds the clock does not stall", async () => {
+  // The timeout fires while the clock is held by the promise; stopping its
+  // coroutine lets the promise go and starts a shielded sleep: the clock must
+  // jump to it rather than wait for a wake-up that never comes.
+  const pending = new Promise<never>(() => {});
+  function* work(): Coro<void> {
+    try {
+      yield fromPromise(pending);
+    } finally {
+      yield* shield(sleep(4));
+    }
+  }
+  const loop = new Loop({ clock: "virtual" });
+  const t0 = performance.now();
+  assert.deepEqual(await loop.run(timeout(work(), 0)), [undefined, false]);
+  assert.equal(loop.now(), 4);
+  assert.ok(performance.now() - t0 < 1_000);
+});
+
+/**
+ * A random program of timeouts, cancellables, races, shields, background
+ * coroutines, events, promises and failures (a deterministic generator, so a
+ * failure names its seed). Every coroutine counts its start and its finally,
+ * and a third of the finally blocks clean up through a shield.
+ */
+function randomProgram(
+  seed: number,
+): { root: Coro<number>; counts: { started: number; ended: number } } {
+  const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)];
+  const counts = { started: 0, ended: 0 };
+  const controllers: AbortController[] = [];
+  const events = [new Event(), new Event()];
+  const ms = (max: number) => Math.floor(random() * max);
+  function* node(depth: number): Coro<number> {
+    counts.started++;
+    try {
+      const leaves = ["sleep", "throw", "promise", "event"];
+      switch (
+        depth <= 0 ? pick(leaves) : pick([
+          ...leaves,
+          "gather",
+          "timeout",
+          "shield",
+          "cancellable",
+          "race",
+          "background",
+          "set",
+          "abort",
+          "catch",
+        ])
+      ) {
+        case "sleep":
+          yield sleep(ms(20));
+          return 1;
+        case "throw":
+          yield sleep(ms(20));
+          if (random() < 0.3) throw new Error("boom");
+          return 2;
+        case "promise":
+          return yield* fromPromise((signal) => delay(ms(3), signal).then(() => 3));
+        case "event":
+          yield pick(events).wait(ms(30));
+          return 4;
+        case "gather":
+          return (yield [node(depth - 1), node(depth - 1)]).length;
+        case "timeout":
+          return (yield* timeout(node(depth - 1), ms(25)))[0] ?? 0;
+        case "shield":
+          return yield* shield(node(depth - 1));
+        case "cancellable": {
+          const controller = new AbortController();
+          controllers.push(controller);
+          return (yield* cancellable(node(depth - 1), controller.signal))[0] ?? 0;
+        }
+        case "race":
+          return yield* race([node(depth - 1), node(depth - 1)]);
+        case "background":
+          yield new Set([node(depth - 1)]);
+          yield sleep(5);
+          return 6;
+        case "set":
+          yield sleep(ms(10));
+          pick(events).set();
+          return 7;
+        case "abort":
+          yield sleep(ms(10));
+          if (controllers.length > 0) pick(controllers).abort();
+          return 8;
+        default: // "catch": catches its cancellation, cleans up, re-throws it
+          try {
+            yield sleep(ms(30));
+          } catch (e) {
+            if (!(e instanceof CancelledError)) throw e;
+            yield* shield(sleep(3));
+            throw e;
+          }
+          return 9;
+      }
+    } finally {
+      counts.ended++;
+      if (random() < 0.3) yield* shield(sleep(ms(5)));
+    }
+  }
+  return { root: node(4), counts };
+}
+
+test("shield: random mixes with timeouts, cancellables, races and crashes settle and run every finally", async () => {
+  for (const clock of CLOCKS) {
+    const programs = clock === "virtual" ? 300 : 40;
+    for (let seed = 1; seed <= programs; seed++) {
+      const { root, counts } = randomProgram(seed * 7919);
+      const settled = new Loop({ clock }).run(root).then(() => "returned", (e) => e);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const hung = new Promise((resolve) => timer = setTimeout(() => resolve("hung"), 5_000));
+      const outcome = await Promise.race([settled, hung]);
+      clearTimeout(timer);
+      assert.notEqual(outcome, "hung", `${clock} seed ${seed * 7919} did not settle`);
+      if (outcome !== "returned") {
+        const errors = outcome instanceof AggregateError ? outcome.errors : [outcome];
+        for (const e of errors) {
+          assert.ok(
+            e instanceof Error && e.message === "boom",
+            `${clock} seed ${seed * 7919}: ${e}`,
+          );
+        }
+      }
+      assert.equal(
+        counts.ended,
+        counts.started,
+        `${clock} seed ${seed * 7919}: a finally did not run`,
+      );
+    }
+  }
+});
