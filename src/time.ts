@@ -231,7 +231,8 @@ export class Timeout<T> extends Wait implements Deadline {
 
 // One abort listener per signal, for all the cancellables that wait on it:
 // adding and removing a listener costs more than the rest of a cancellable
-// (measured: 1.7 µs against 0.5 µs for a plain `yield c` of a promise).
+// (measured: 0.9–1.1 µs a cancellable with a listener of its own, 0.6 µs
+// with one per signal, 0.45 µs a plain `yield c` of the same ready promise).
 const waiting = new WeakMap<AbortSignal, Set<Timeout<unknown>>>();
 
 /** The cancellables waiting on `signal`: its listener tells each that it aborted. */
