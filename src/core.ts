@@ -1026,7 +1026,9 @@ function cancelWaiters(waiters: (Task | Observer | number)[], task: Task, cause:
       // began (its observer left it to the crash, which a shield around the
       // caller kept off): it hears of it now, as shielded work.
       const shield = shieldOfObserver.get(w);
-      if (shield !== undefined && shield.caller!.waitingOn === shield) shieldEnded(shield, task, false);
+      if (shield !== undefined && shield.caller!.waitingOn === shield) {
+        shieldEnded(shield, task, false);
+      }
       continue;
     }
     if (w.state !== WAITING) continue;
