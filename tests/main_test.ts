@@ -202,6 +202,13 @@ test("main: bad input rejects at once with an error that names the value and the
     message:
       'main(coro, { exceptionGroup }): exceptionGroup is "yes"; give true, false or leave it out.',
   });
+  const thrown = new RangeError("no config");
+  await assert.rejects(
+    main(() => {
+      throw thrown;
+    }),
+    (e) => e === thrown,
+  );
   // One at a time: two would both exit on a signal, each cutting the other's cleanup short.
   const first = main(sleep(20));
   await assert.rejects(main(sleep(1)), { name: "Error", message: /^main\(\) is already running/ });
