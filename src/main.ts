@@ -91,7 +91,9 @@ let mainRunning = false;
  * - A run that fails prints its error (with its stack; an `AggregateError`
  *   with its errors) to stderr and exits with code 1.
  * - A run that succeeds resolves with its value and leaves the process as it
- *   was: no signal listener left, nothing keeping it alive, no exit.
+ *   was: no signal listener left, nothing keeping it alive, no exit. While
+ *   the run lasts the process stays alive, also with nothing pending (a
+ *   script may wait for Ctrl-C).
  *
  * On Deno a watchdog Worker (from a `blob:` URL: no permission needed) keeps a
  * script that blocks its thread in synchronous code stoppable: the first
@@ -206,6 +208,10 @@ async function runScript<T>(
   };
   const listeners = host.signals.map((signal) => [signal, () => onSignal(signal)] as const);
   for (const [signal, listener] of listeners) host.listen(signal, listener);
+  // The process waits for the run, as asyncio.run and trio.run do, even with nothing pending
+  // (coroutines that wait for an Event or sleep(Infinity) until Ctrl-C): an idle loop holds no
+  // timer, and Node would end the process, Deno fail the top-level await.
+  const keepAlive = setInterval(() => {}, 1 << 30);
   let stopWatchdog: (() => void) | undefined;
   try {
     // Before the run starts, so that the coroutine cannot block the thread unwatched.
@@ -231,6 +237,7 @@ async function runScript<T>(
   } finally {
     for (const [signal, listener] of listeners) host.unlisten(signal, listener);
     stopWatchdog?.();
+    clearInterval(keepAlive);
   }
 }
 
