@@ -196,7 +196,7 @@ async function runScript<T>(
     } else if (!stopping.reported) {
       stopping.reported = true;
       const { code } = stopping;
-      stillRunning(loop, stopping.signal, performance.now() - stopping.at)
+      stillRunning(loop, signal, code, performance.now() - stopping.at)
         .then(
           (text) => console.error(text),
           (error) => console.error("main: cannot list what is still running:", error),
@@ -253,10 +253,15 @@ function leads(error: unknown, reason: unknown): boolean {
  * `formatSnapshot(await loop.snapshot())` goes.
  */
 // deno-lint-ignore require-await
-async function stillRunning(_loop: Loop, signal: string, cleanupMs: number): Promise<string> {
-  return `main: ${signal} again after ${(cleanupMs / 1000).toFixed(1)} s of cleanup: exiting ` +
-    `with code ${EXIT_CODES[signal]} without waiting for it; the coroutines still running ` +
-    "are stopped where they are, and the finally blocks that have not run will not run.";
+async function stillRunning(
+  _loop: Loop,
+  signal: string,
+  code: number,
+  cleanupMs: number,
+): Promise<string> {
+  return `main: ${signal} after ${(cleanupMs / 1000).toFixed(1)} s of cleanup: exiting with ` +
+    `code ${code} without waiting for the rest; the coroutines still running are stopped ` +
+    "where they are, and the finally blocks that have not run will not run.";
 }
 
 // ---------------------------------------------------------------------------

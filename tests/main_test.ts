@@ -66,12 +66,22 @@ for (const flags of [[], ["--allow-run"]]) {
       assert.ok(script.elapsed() < 15_000, `exited after ${script.elapsed()} ms, not at once`);
       assert.match(
         script.stderr,
-        /^main: SIGINT again after \d+\.\d s of cleanup: exiting with code 130 without waiting/m,
+        /^main: SIGINT after \d+\.\d s of cleanup: exiting with code 130 without waiting/m,
       );
       assert.doesNotMatch(script.stderr, /blocked/);
     },
   );
 }
+
+test("main: a different second signal exits with the first one's code", async () => {
+  await using script = new Script(fixture, ["slowCleanup"]);
+  await script.waitFor("stdout", /^ready$/m);
+  script.kill("SIGINT");
+  await script.waitFor("stdout", /^finally worker 2$/m);
+  script.kill("SIGTERM");
+  assert.deepEqual({ ...await script.finish() }, exited(130), script.output());
+  assert.match(script.stderr, /^main: SIGTERM after \d+\.\d s of cleanup: exiting with code 130/m);
+});
 
 test("main: a signal during a crash's cleanup lets the cleanup finish; the run's error is reported", async () => {
   // Issue 19's fault row, first half: the run fails and its cleanup waits 1.5 s for a promise.
@@ -93,7 +103,7 @@ test("main: a second signal during a crash's cleanup exits at once", async () =>
   script.kill("SIGINT");
   assert.deepEqual({ ...await script.finish() }, exited(130), script.output());
   assert.ok(script.elapsed() < 15_000, `exited after ${script.elapsed()} ms, not at once`);
-  assert.match(script.stderr, /^main: SIGINT again after \d+\.\d s of cleanup/m);
+  assert.match(script.stderr, /^main: SIGINT after \d+\.\d s of cleanup: exiting with code 130/m);
 });
 
 test("main: a failing run prints the error with its stack and exits with 1", async () => {
