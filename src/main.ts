@@ -99,7 +99,7 @@ let mainRunning = false;
  * script that blocks its thread in synchronous code stoppable: the first
  * signal while the thread is blocked prints that it is blocked and how to end
  * the process; with `--allow-run`, a second signal while it is blocked kills
- * the process. `main` waits for the watchdog to listen (about 10 ms) before it
+ * the process. `main` waits for the watchdog to listen (about 20 ms) before it
  * starts `coro`. Node and Bun get the signals but no watchdog; where there are
  * no signals (browsers, workerd) `main` runs `coro`, prints a failure to the
  * console and rejects with it. One `main` runs at a time.
