@@ -30,6 +30,7 @@ export { sleep, timeout } from "./src/time.ts";
 export { asCompleted, Barrier, Event, Lock, type Permit, Semaphore } from "./src/sync.ts";
 export { fromPromise, toPromise } from "./src/promise.ts";
 export { copy, isolate } from "./src/isolate.ts";
+export { main } from "./src/main.ts";
 export {
   cancelled,
   runInThread,
