@@ -17,7 +17,8 @@
 
 import { CancelledError } from "./errors.ts";
 import { type Coro, isCoro } from "./coro.ts";
-import { describe, Loop } from "./loop.ts";
+import { Loop } from "./loop.ts";
+import { describe } from "./messages.ts";
 
 /** The exit code after a signal: 128 + its number, as shells report a process a signal ended. */
 const EXIT_CODES: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGBREAK: 149 };
