@@ -4,7 +4,7 @@
  * every coroutine gets its `CancelledError`, every `finally` runs, then the
  * process exits with the code a shell expects.
  *
- * Two facts shape it (measured in Deno 2.9, /work/shared/PLATFORM-NOTES.md):
+ * Two facts shape it (both measured in Deno 2.9):
  * a signal listener replaces Deno's default kill on Ctrl-C, and no listener
  * of the loop's thread can run while a coroutine blocks that thread in
  * synchronous code. So a listener alone would make a blocked script
