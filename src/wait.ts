@@ -26,16 +26,12 @@ import { CancelledError } from "./errors.ts";
 import type { Coro } from "./coro.ts";
 import { foreign } from "./messages.ts";
 import { addWaiter, Core, crash, maybeEnd, removeWaiter, spawn, throwInto } from "./core.ts";
-import {
-  DONE,
-  type Observer,
-  PARKED,
-  RETURNING,
-  type Run,
-  type Task,
-  taskOf,
-  Wait,
-} from "./task.ts";
+import * as states from "./task.ts";
+import { type Observer, type Run, type Task, taskOf, Wait } from "./task.ts";
+
+// Local copies of the states that `resume` tests on every wake-up (see the
+// same in src/core.ts: docs/design.md, "The hot path").
+const { DONE, PARKED, RETURNING } = states;
 
 export { type Observer, type Run, type Task, taskOf, Wait };
 export { interrupt, primitive, stopWork } from "./core.ts";
