@@ -1,18 +1,10 @@
 /**
- * The core: the one place that steps coroutines and cancels them. Read top to
- * bottom: the driver and its run queue, stepping, what a yield does, the
- * waiter lists, how a task ends, and cancellation. docs/design.md explains
- * the algorithm, the hot-path rules and the designs that were measured and
- * rejected; the comments below point there instead of repeating it.
- *
- * A coroutine gets a {@linkcode Task} (src/task.ts) the first time a loop
- * sees it, stored on the generator object itself: that is how a diamond runs
- * once, how a finished coroutine's result is read again, and why results are
- * weak (the task dies with its generator). Runnable tasks wait in one FIFO
- * ring, the run queue. A task that yields coroutines waits for them with a
- * counter; each child keeps the list of its waiters and counts them down when
- * it ends. Everything else is a `Wait`: the loop parks the task on it and
- * forgets it until the wait resumes or fails it (src/wait.ts).
+ * The core: the one place that steps coroutines and cancels them. It reads
+ * top to bottom: the driver and its run queue, a step, what a yield does, the
+ * waiter lists, how a task ends, and cancellation. The records it works on
+ * are in src/task.ts; primitives reach it only through src/wait.ts.
+ * docs/design.md explains the algorithm, the rules of the hot path and the
+ * designs that were measured and rejected: the comments here point there.
  *
  * @module
  */
@@ -64,9 +56,8 @@ export class Driver {
 
   /**
    * Called, if set, whenever a driver comes to rest (no task is being
-   * stepped): before it returns to the host, before it sleeps, and when its
-   * top run has ended. Tests set it to the invariant checks of
-   * src/invariants.ts; production leaves it null, one comparison per rest.
+   * stepped): before a host turn, before it sleeps, when its top run ended.
+   * Tests set it to src/invariants.ts; null in production (docs/design.md).
    */
   static atRest: ((driver: Driver) => void) | null = null;
 
@@ -120,8 +111,7 @@ export class Driver {
       // Aborted during those steps (its wake-up came while awake): crash now, don't sleep.
       if (top.aborted && !top.crashed) continue;
       if (this.#head !== this.#tail) {
-        if (Driver.atRest !== null) Driver.atRest(this);
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        await this.#hostTurn();
         continue;
       }
       // Nothing runnable. On the virtual clock with no outside work pending,
@@ -133,8 +123,7 @@ export class Driver {
       if (clock.virtual && this.holds === 0) {
         if (clock.jump()) {
           if (performance.now() - hopped >= SLICE_MS) {
-            if (Driver.atRest !== null) Driver.atRest(this);
-            await new Promise<void>((resolve) => setImmediate(resolve));
+            await this.#hostTurn();
             hopped = performance.now();
           }
           continue;
@@ -144,7 +133,6 @@ export class Driver {
         if (this.#head !== this.#tail) continue;
       }
       if (this.holds === 0 && clock.next() === Infinity && this.#failCycles()) continue;
-      if (Driver.atRest !== null) Driver.atRest(this);
       await this.#sleep(clock);
     }
     if (Driver.atRest !== null) Driver.atRest(this);
@@ -153,7 +141,15 @@ export class Driver {
     // the next run may have set a timer of its own before this line runs.
   }
 
+  /** Gives the host a turn (its callbacks, timers, I/O) while tasks stay runnable. */
+  #hostTurn(): Promise<void> {
+    if (Driver.atRest !== null) Driver.atRest(this);
+    return new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
+  /** Sleeps until the next deadline's host timer or a wake-up. */
   #sleep(clock: Clock): Promise<void> {
+    if (Driver.atRest !== null) Driver.atRest(this);
     return new Promise<void>((resolve) => {
       this.#wakeUp = () => {
         this.#wakeUp = null;
@@ -327,7 +323,8 @@ function yielded(task: Task, y: unknown): void {
     if (y instanceof Wait) return park(task, y);
     if (Array.isArray(y)) return gather(task, y);
     if (y instanceof Set) return background(task, y);
-    if (y instanceof WaitOn) return waitOne(task, spawnWaitOn(task.run, y, task), y);
+    // The last kind of coroutine: a WaitOn (`yield sleep(5)`).
+    if (isCoro(y)) return waitOne(task, spawnWaitOn(task.run, y as WaitOn<unknown>, task), y);
   }
   throwInto(task, new TypeError(invalidYield(y)));
 }
@@ -411,7 +408,9 @@ function gather(task: Task, coros: unknown[]): void {
   for (let i = 0; i < n; i++) {
     const c = coros[i];
     if (!isGenerator(c)) {
-      if (!isCoro(c)) return throwInto(task, new TypeError(invalidElement(coros, i, "an array")));
+      if (!isCoro(c)) {
+        return throwInto(task, new TypeError(invalidElement(coros, i, "an array")));
+      }
       waitOns = true;
     }
     const seen = (c as { [TASK]?: Task })[TASK];
@@ -447,9 +446,13 @@ function background(task: Task, coros: Set<unknown>): void {
   const items = [...coros];
   for (let i = 0; i < items.length; i++) {
     const c = items[i];
-    if (!isCoro(c)) return throwInto(task, new TypeError(invalidElement(items, i, "a Set")));
+    if (!isCoro(c)) {
+      return throwInto(task, new TypeError(invalidElement(items, i, "a Set")));
+    }
     const seen = (c as { [TASK]?: Task })[TASK];
-    if (seen !== undefined && seen.run.core !== task.run.core) return throwInto(task, foreign(c));
+    if (seen !== undefined && seen.run.core !== task.run.core) {
+      return throwInto(task, foreign(c));
+    }
   }
   for (const c of items) {
     if ((c as { [TASK]?: Task })[TASK] === undefined) spawn(task.run, c as Coro, null);

@@ -4,11 +4,11 @@
  * @module
  */
 
-import type { Clock, Deadline } from "./clock.ts";
 import { type Coro, isCoro, WaitOn } from "./coro.ts";
 import { TimeoutError } from "./errors.ts";
 import { checkMs, describe } from "./messages.ts";
 import {
+  DeadlineWait,
   fail,
   interrupt,
   type Observer,
@@ -17,35 +17,23 @@ import {
   stopWork,
   type Task,
   unwatch,
-  Wait,
   watch,
 } from "./wait.ts";
 
 /** A parked sleep: a deadline that resumes its task. */
-class Sleep extends Wait implements Deadline {
+class Sleep extends DeadlineWait {
   // Keeps Sleep's hidden class, and the code compiled against it, alive
-  // between runs (see `Core.#keepShapes`).
+  // between runs (docs/design.md, "Hidden classes").
   static #keepShape: Sleep = new Sleep(0);
 
-  at = 0;
-  seq = 0;
-  index = -1;
-  #task: Task | null = null;
-  #clock: Clock | null = null;
-
-  constructor(readonly ms: number) {
-    super();
-  }
   park(task: Task): void {
-    this.#task = task;
-    this.#clock = task.clock;
-    this.#clock.add(this, this.ms);
+    this.setDeadline(task);
   }
   unpark(): void {
-    this.#clock!.remove(this);
+    this.clearDeadline();
   }
   fire(): void {
-    resume(this.#task!, this, undefined);
+    resume(this.task!, this, undefined);
   }
 }
 
@@ -116,14 +104,9 @@ function* timingOut<T>(coro: Coro<T>, ms: number): Coro<[T, true] | [undefined, 
  * A parked `timeout`: it starts `coro` as if its task had yielded it, watches
  * it end, and holds the deadline.
  */
-class Timeout<T> extends Wait implements Deadline {
-  at = 0;
-  seq = 0;
-  index = -1;
-  #task: Task | null = null;
+class Timeout<T> extends DeadlineWait {
   /** The task of `coro`, once parked. */
   child: Task | null = null;
-  #clock: Clock | null = null;
   #fired = false;
   // It carries the task that waits through it (`owner`): `stopWork` must know
   // who waits on a coroutine, and an observer is not a task. (A property, not
@@ -133,13 +116,11 @@ class Timeout<T> extends Wait implements Deadline {
     owner: null as Task | null,
   });
 
-  constructor(readonly coro: Coro<T>, readonly ms: number) {
-    super();
+  constructor(readonly coro: Coro<T>, ms: number) {
+    super(ms);
   }
 
   park(task: Task): void {
-    this.#task = task;
-    this.#clock = task.clock;
     const child = start(task, this.coro, true);
     this.child = child;
     if (child.ended) {
@@ -147,13 +128,13 @@ class Timeout<T> extends Wait implements Deadline {
       else fail(task, this, child.value);
       return;
     }
-    this.#clock.add(this, this.ms);
+    this.setDeadline(task);
     this.#observer.owner = task;
     watch(child, this.#observer);
   }
 
   unpark(): void {
-    this.#clock!.remove(this);
+    this.clearDeadline();
     unwatch(this.child!, this.#observer);
   }
 
@@ -165,9 +146,9 @@ class Timeout<T> extends Wait implements Deadline {
   /** `coro` ended: before the deadline, that is the result; after it, swallow its TimeoutError. */
   #ended(child: Task): boolean {
     if (this.#fired) return !child.succeeded && child.value instanceof TimeoutError;
-    this.#clock!.remove(this);
-    if (child.succeeded) resume(this.#task!, this, [child.value, true]);
-    else fail(this.#task!, this, child.value); // the run crashes, unless someone took it over
+    this.clearDeadline();
+    if (child.succeeded) resume(this.task!, this, [child.value, true]);
+    else fail(this.task!, this, child.value); // the run crashes, unless someone took it over
     return false;
   }
 
@@ -186,6 +167,6 @@ class Timeout<T> extends Wait implements Deadline {
       error,
     );
     interrupt(child, error);
-    resume(this.#task!, this, [undefined, false]);
+    resume(this.task!, this, [undefined, false]);
   }
 }
