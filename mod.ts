@@ -37,4 +37,4 @@ export {
   type ThreadFunction,
   threadFunction,
   ThreadPool,
-} from "./src/thread.ts";
+} from "./src/thread/mod.ts";

@@ -17,7 +17,7 @@ import {
   timeout,
 } from "../mod.ts";
 import { taskOf } from "../src/loop.ts";
-import { liveWorkers } from "../src/thread.ts";
+import { liveWorkers } from "../src/thread/thread.ts";
 import { test } from "./_helper.ts";
 import type { addTwo, addTwoLater, countUntilCancelled } from "./fixtures/tasks.ts";
 
