@@ -36,5 +36,6 @@ export {
   type ThreadFn,
   type ThreadFunction,
   threadFunction,
+  type ThreadPermissions,
   ThreadPool,
 } from "./src/thread/mod.ts";

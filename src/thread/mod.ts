@@ -8,8 +8,9 @@
  *   sees it;
  * - protocol.ts: the messages between the two sides, defined once;
  *   worker.ts: the worker's side, whose source text the worker runs;
- * - runtime.ts: how a worker starts on this runtime; permissions.ts: Deno's
- *   worker permissions; errors.ts: errors crossing from the workers.
+ * - runtime.ts: how a worker starts on this runtime (Web Workers, or
+ *   `node:worker_threads`); permissions.ts: Deno's worker permissions;
+ *   errors.ts: errors crossing from the workers.
  *
  * Messages cost far more than tiny calls (each costs the loop's thread
  * microseconds), so they are few: the calls a worker is given in one turn of
@@ -23,11 +24,12 @@ import type { Coro } from "../coro.ts";
 import { describe } from "../loop.ts";
 import { callOn, gathering } from "./call.ts";
 import { targetOf, type ThreadFn } from "./function.ts";
-import { workerOptionsFor } from "./permissions.ts";
+import { type ThreadPermissions, workerOptionsFor } from "./permissions.ts";
 import { Pool } from "./pool.ts";
 import { PROTOCOL } from "./protocol.ts";
 
 export { type ThreadFn, type ThreadFunction, threadFunction } from "./function.ts";
+export type { ThreadPermissions } from "./permissions.ts";
 
 /** Where `cancelled()` finds the worker's check (worker.ts puts it there). */
 const CANCELLED_KEY = Symbol.for(PROTOCOL.cancelledKey);
@@ -64,7 +66,7 @@ export function cancelled(): boolean {
 let defaultPool: Pool | undefined;
 
 /**
- * Runs `fn(...args)` on a Deno Worker, off the loop's thread, and resumes with
+ * Runs `fn(...args)` on a worker, off the loop's thread, and resumes with
  * its result: blocking or CPU-heavy work runs in parallel while the loop goes
  * on. `fn` is a self-contained function — sent by its source text, so it may
  * use only its arguments, globals and `cancelled`; `async` functions are
@@ -77,6 +79,12 @@ let defaultPool: Pool | undefined;
  *
  * Cancelling the coroutine raises `cancelled()` on the worker and stops it as
  * soon as it awaits or returns; `run` settles only once it has stopped.
+ *
+ * Workers are Web Workers on Deno, Bun and browsers (a browser page must be
+ * cross-origin isolated: served with `Cross-Origin-Opener-Policy: same-origin`
+ * and `Cross-Origin-Embedder-Policy: require-corp`, else the call fails with
+ * an `Error` naming them), and `node:worker_threads` on Node. Where there are
+ * no workers (Cloudflare Workers) the call fails with an `Error` that says so.
  *
  * @example
  * ```ts
@@ -102,13 +110,15 @@ export function runInThread<A extends unknown[], R>(fn: ThreadFn<A, R>, ...args:
 }
 
 /**
- * Runs functions on at most `maxThreads` Deno Workers at a time; further calls
- * wait in order for a free worker. `permissions` narrows what its workers may
- * do (Deno's worker permissions: `"none"`, or an object such as
- * `{ read: ["./data"] }`); that needs Deno's `--unstable-worker-options` flag,
- * and the constructor throws an `Error` naming it when it can tell the flag is
- * missing. `maxThreads` not a positive integer is a `RangeError`. `close()`
- * (or `using`) terminates the workers; the pool cannot be used after that.
+ * Runs functions on at most `maxThreads` workers at a time (on the runtimes
+ * {@linkcode runInThread} names); further calls wait in order for a free
+ * worker. `permissions` narrows what its workers may do, on Deno only (Deno's
+ * worker permissions: `"none"`, or a {@linkcode ThreadPermissions} object such
+ * as `{ read: ["./data"] }`); that needs Deno's `--unstable-worker-options`
+ * flag, and the constructor throws an `Error` naming it when it can tell the
+ * flag is missing. Off Deno, any `permissions` but `"inherit"` is an `Error`.
+ * `maxThreads` not a positive integer is a `RangeError`. `close()` (or
+ * `using`) terminates the workers; the pool cannot be used after that.
  *
  * @example
  * ```ts
@@ -127,7 +137,7 @@ export class ThreadPool implements Disposable {
   /** Makes a pool of at most `maxThreads` workers, with the given permissions (default `"inherit"`). */
   constructor(
     maxThreads: number,
-    options: { permissions?: "inherit" | "none" | Deno.PermissionOptionsObject } = {},
+    options: { permissions?: "inherit" | "none" | ThreadPermissions } = {},
   ) {
     const label = `new ThreadPool(${
       typeof maxThreads === "number" ? maxThreads : describe(maxThreads)

@@ -12,14 +12,45 @@
 import { describe } from "../loop.ts";
 
 /**
- * The worker options that give a pool's workers `permissions`, checked:
- * a `TypeError` for a value that is none, an `Error` where the flag they
- * need is missing.
+ * What the workers of a `ThreadPool` may do: Deno's worker permissions, the
+ * shape of `Deno.PermissionOptionsObject`. Each kind is `"inherit"` (what the
+ * process has), `true` or `false`, or a list of what is allowed (paths, hosts,
+ * variable names…); a kind left out is `"inherit"`. A worker's permissions
+ * can only narrow the process's. Only Deno has them.
+ *
+ * @example
+ * ```ts
+ * import type { ThreadPermissions } from "@tinyio/core";
+ *
+ * const readDataOnly: ThreadPermissions = { read: ["./data"], net: false, env: false };
+ * console.assert(readDataOnly.net === false);
+ * ```
  */
-export function workerOptionsFor(
-  label: string,
-  permissions: unknown,
-): Record<string, unknown> {
+export interface ThreadPermissions {
+  /** Environment variables, by name. */
+  env?: "inherit" | boolean | string[];
+  /** Foreign libraries, by path. */
+  ffi?: "inherit" | boolean | Array<string | URL>;
+  /** Remote modules, by host. */
+  import?: "inherit" | boolean | string[];
+  /** The network, by host (and port). */
+  net?: "inherit" | boolean | string[];
+  /** Reading files, by path. */
+  read?: "inherit" | boolean | Array<string | URL>;
+  /** Running programs, by name or path. */
+  run?: "inherit" | boolean | Array<string | URL>;
+  /** System information, by kind (`"osRelease"`, `"hostname"`…). */
+  sys?: "inherit" | boolean | string[];
+  /** Writing files, by path. */
+  write?: "inherit" | boolean | Array<string | URL>;
+}
+
+/**
+ * The worker options that give a pool's workers `permissions`, checked:
+ * a `TypeError` for a value that is none; an `Error` off Deno, or where the
+ * flag they need is missing.
+ */
+export function workerOptionsFor(label: string, permissions: unknown): Record<string, unknown> {
   if (permissions === "inherit") return {};
   if (
     permissions !== "none" &&
@@ -30,7 +61,16 @@ export function workerOptionsFor(
         "object of Deno permissions such as { read: true }.",
     );
   }
-  if (workerOptionsGiven() === false) {
+  const deno = denoApi();
+  if (deno === undefined) {
+    throw new Error(
+      `${label}: permissions narrow what Deno's workers may do, and this runtime is not Deno: ` +
+        "its workers have no such option, and would run with every right of the process. " +
+        'Leave the option out (or give "inherit") here, and narrow the process itself if ' +
+        "you need to (Node: --permission).",
+    );
+  }
+  if (workerOptionsGiven(deno) === false) {
     throw new Error(
       `${label}: narrowing the permissions of workers needs Deno's --unstable-worker-options ` +
         'flag (or "unstable": ["worker-options"] in deno.json), and this process was started ' +
@@ -43,30 +83,47 @@ export function workerOptionsFor(
 
 /** A worker could not start with the pool's permissions: say why. Returns `error`. */
 export function explainNotCapable(error: unknown, owner: string): unknown {
-  if (error instanceof Deno.errors.NotCapable) {
+  const NotCapable = denoApi()?.errors.NotCapable;
+  if (NotCapable !== undefined && error instanceof NotCapable) {
     error.message += `: ${owner}'s permissions ask for more than this process ` +
       "was granted; a worker's permissions can only narrow the process's.";
   }
   return error;
 }
 
+/** The part of the `Deno` namespace used here, typed here: no type of this package names Deno's. */
+interface DenoApi {
+  build: { os: string; standalone?: boolean };
+  args: string[];
+  mainModule: string;
+  cwd(): string;
+  permissions: { querySync(descriptor: { name: "read"; path: string }): { state: string } };
+  readTextFileSync(path: string): string;
+  errors: Record<"NotCapable" | "NotFound" | "NotADirectory", new (...args: never[]) => Error>;
+}
+
+/** `Deno`, where this runtime is Deno. */
+function denoApi(): DenoApi | undefined {
+  return (globalThis as { Deno?: DenoApi }).Deno;
+}
+
 let workerOptions: boolean | undefined | null = null;
 
 /** True or false if this process can tell whether worker options are enabled; else undefined. */
-function workerOptionsGiven(): boolean | undefined {
-  if (workerOptions === null) workerOptions = detectWorkerOptions();
+function workerOptionsGiven(deno: DenoApi): boolean | undefined {
+  if (workerOptions === null) workerOptions = detectWorkerOptions(deno);
   return workerOptions;
 }
 
-function detectWorkerOptions(): boolean | undefined {
-  if (Deno.build.standalone) return undefined; // flags compiled in: nothing tells
+function detectWorkerOptions(deno: DenoApi): boolean | undefined {
+  if (deno.build.standalone) return undefined; // flags compiled in: nothing tells
   // The command line, readable only with --allow-all (Deno guards /proc).
   let flags: string[] | undefined;
-  const cmdline = Deno.build.os === "linux" ? readIfAllowed("/proc/self/cmdline") : undefined;
+  const cmdline = deno.build.os === "linux" ? readIfAllowed(deno, "/proc/self/cmdline") : undefined;
   if (typeof cmdline === "string") {
     const argv = cmdline.split("\0");
     if (argv[argv.length - 1] === "") argv.pop();
-    flags = argv.slice(0, argv.length - Deno.args.length); // not the script's own arguments
+    flags = argv.slice(0, argv.length - deno.args.length); // not the script's own arguments
     if (flags.includes("--unstable-worker-options")) return true;
     if (flags.includes("--no-config")) return false;
   }
@@ -76,12 +133,12 @@ function detectWorkerOptions(): boolean | undefined {
     const at = flags?.findIndex((f) => f === "--config" || f === "-c" || f.startsWith("--config="));
     if (flags !== undefined && at !== undefined && at >= 0) {
       const path = flags[at].startsWith("--config=") ? flags[at].slice(9) : flags[at + 1];
-      configs.push(path.startsWith("/") ? path : `${Deno.cwd()}/${path}`);
+      configs.push(path.startsWith("/") ? path : `${deno.cwd()}/${path}`);
     } else {
       // Deno looks upwards from the main module (run) or the working directory (test).
-      const dirs = [Deno.cwd()];
-      if (Deno.mainModule.startsWith("file:")) {
-        dirs.push(decodeURIComponent(new URL(".", Deno.mainModule).pathname));
+      const dirs = [deno.cwd()];
+      if (deno.mainModule.startsWith("file:")) {
+        dirs.push(decodeURIComponent(new URL(".", deno.mainModule).pathname));
       }
       for (let dir of dirs) {
         for (;;) {
@@ -97,7 +154,7 @@ function detectWorkerOptions(): boolean | undefined {
   }
   let unreadable = false;
   for (const path of configs) {
-    const text = readIfAllowed(path);
+    const text = readIfAllowed(deno, path);
     if (text === undefined) unreadable = true;
     else if (text !== null && /"unstable"\s*:\s*\[[^\]]*"worker-options"/.test(text)) return true;
   }
@@ -106,12 +163,12 @@ function detectWorkerOptions(): boolean | undefined {
 }
 
 /** The file's text; null if it does not exist; undefined if it may not be read. */
-function readIfAllowed(path: string): string | null | undefined {
-  if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return undefined;
+function readIfAllowed(deno: DenoApi, path: string): string | null | undefined {
+  if (deno.permissions.querySync({ name: "read", path }).state !== "granted") return undefined;
   try {
-    return Deno.readTextFileSync(path);
+    return deno.readTextFileSync(path);
   } catch (error) {
-    return error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory
+    return error instanceof deno.errors.NotFound || error instanceof deno.errors.NotADirectory
       ? null
       : undefined;
   }

@@ -191,7 +191,10 @@ export class Pool implements ThreadOwner {
     if (kind === fromWorker.CLOSING) {
       this.died(
         thread,
-        new Error("A thread's worker closed itself (self.close()) during its call."),
+        new Error(
+          "A thread's worker closed itself (self.close(), Deno.exit() or process.exit()) " +
+            "during its call.",
+        ),
       );
       return;
     }
@@ -264,19 +267,26 @@ export class Pool implements ThreadOwner {
     }
   }
 
-  /** The worker died (an error outside any call's reach): its running call fails, calls sent ahead are re-queued. */
+  /**
+   * The worker died (an error outside any call's reach): its running call
+   * fails, calls sent ahead are re-queued. A worker that died before it said
+   * anything did not start at all, and the next would fail the same way (a
+   * page's policy that forbids the worker's module, say): then all its calls
+   * fail, so that the pool does not start worker after worker.
+   */
   died(thread: Thread, error: Error): void {
     if (!this.#threads.has(thread)) return;
-    this.#abandon(thread, error);
+    this.#abandon(thread, error, thread.heard);
   }
 
   /**
-   * Terminates the thread. Its calls not started go back to the queue; a
-   * started one fails with `error` (a stopping one just ends).
+   * Terminates the thread. Its calls not started go back to the queue (with
+   * `requeue`; else they fail too); a started one fails with `error` (a
+   * stopping one just ends).
    */
-  #abandon(thread: Thread, error: Error): void {
+  #abandon(thread: Thread, error: Error, requeue = true): void {
     this.#retire(thread);
-    const back = thread.takeBack(0);
+    const back = requeue ? thread.takeBack(0) : [];
     const ended: Call[] = [];
     for (const call of thread.sent) {
       if (call === null || call.state === ENDED) continue;

@@ -56,13 +56,18 @@ export class Thread {
   /** A call of it was cancelled while running: it takes no more calls and ends when it is free. */
   tainted = false;
   terminated = false;
+  /** A message came from the worker: it started. */
+  heard = false;
 
   constructor(owner: ThreadOwner) {
     this.#p = owner.protocol;
     this.#outbox = [this.#p.toWorker.CALLS];
     this.#slots = new Int32Array(new SharedArrayBuffer(SLOTS * 2 * 4));
     this.#link = startWorker(this.#p, `tinyio thread ${++workersMade}`, owner.workerOptions, {
-      message: (data) => owner.reply(this, data),
+      message: (data) => {
+        this.heard = true;
+        owner.reply(this, data);
+      },
       died: (error) => owner.died(this, error),
     });
     workersAlive++;

@@ -32,17 +32,20 @@ export type WorkerKind = "web" | "node";
 
 /**
  * Writes the worker's module: this file's worker functions, then the call
- * that starts it with `protocol` and the port of a `kind` worker.
+ * that starts it (`workerMain`) with `protocol` and the port of a `kind`
+ * worker.
  */
 export function workerSource(protocol: Protocol, kind: WorkerKind): string {
   const parts: string[] = [];
   if (kind === "node") parts.push('import * as threads from "node:worker_threads";');
-  for (const fn of WORKER_FUNCTIONS) parts.push(fn.toString());
-  // By `.name`: a minifier may have renamed the functions (their text says so too).
+  // The helpers, declared under the names the entry points' text calls them
+  // by (a minifier may have renamed them all, and kept their `.name`s).
+  for (const fn of HELPERS) parts.push(fn.toString());
+  // The entry points, called as expressions of their text: no name needed.
   const port = kind === "node"
-    ? `${nodePort.name}(threads.parentPort, process)`
-    : `${webPort.name}(globalThis)`;
-  parts.push(`${workerMain.name}(${JSON.stringify(protocol)}, ${port});`);
+    ? `(${nodePort})(threads.parentPort, process)`
+    : `(${webPort})(globalThis)`;
+  parts.push(`(${workerMain})(${JSON.stringify(protocol)}, ${port});`);
   // Frames of this module print under this name where the runtime honours it (Node).
   parts.push("//# sourceURL=tinyio-thread-worker.js\n");
   return parts.join("\n");
@@ -59,7 +62,7 @@ interface Port {
   listen(receive: (message: unknown[]) => void): void;
   /** Calls `stray` with every error nothing caught (a throwing timer, an unhandled rejection), and keeps the worker alive. */
   catchStray(stray: (error: unknown) => void): void;
-  /** Calls `closing` just before the task ends the worker itself (`self.close()`, `process.exit()`). */
+  /** Calls `closing` just before the task ends the worker itself (`self.close()`, an exit). */
   beforeClose(closing: () => void): void;
 }
 
@@ -121,8 +124,9 @@ function workerMain(P: Protocol, port: Port): void {
   // An error the task leaves behind (a throwing timer, an unhandled rejection)
   // fails the call if it is still running; the worker lives on.
   port.catchStray((error) => stray(w, error));
-  // A task that ends its worker (self.close()) leaves no answer: say so first,
-  // so that the loop fails its call instead of waiting forever.
+  // A task that ends its worker (self.close(), Deno.exit(), process.exit())
+  // leaves no answer: say so first, so that the loop fails its call instead of
+  // waiting forever.
   port.beforeClose(() => {
     w.stopped = true; // what runs on is lost: the worker posts nothing after closing
     flush(w);
@@ -450,11 +454,12 @@ function webPort(scope: WebWorkerScope): Port {
       });
     },
     beforeClose(closing) {
-      const close = scope.close;
-      scope.close = () => {
-        closing();
-        close?.call(scope);
-      };
+      hookEnd(scope, "close", closing);
+      // Deno.exit() ends a Deno worker without a word, and Deno's process.exit()
+      // calls it; `process` itself is not touched there (its first use costs
+      // Deno about 100 ms).
+      if (scope.Deno !== undefined) hookEnd(scope.Deno, "exit", closing);
+      else hookEnd(scope.process, "exit", closing);
     },
   };
 }
@@ -473,13 +478,19 @@ function nodePort(parentPort: NodeParentPort, process: NodeProcess): Port {
       process.on("unhandledRejection", (reason) => stray(reason));
     },
     beforeClose(closing) {
-      // process.exit() in a worker ends the worker (not the process), without an answer.
-      const exit = process.exit;
-      process.exit = (code) => {
-        closing();
-        return exit.call(process, code);
-      };
+      hookEnd(process, "exit", closing); // ends the worker (not the process), without an answer
     },
+  };
+}
+
+/** Makes `owner[key]`, a function that ends the worker, call `closing` first. */
+function hookEnd(owner: object | undefined, key: string, closing: () => void): void {
+  const functions = owner as Record<string, unknown> | undefined;
+  const end = functions?.[key];
+  if (typeof end !== "function") return;
+  functions![key] = function (this: unknown, ...args: unknown[]) {
+    closing();
+    return end.apply(this, args);
   };
 }
 
@@ -489,6 +500,8 @@ interface WebWorkerScope {
   onmessage: ((event: MessageEvent) => void) | null;
   addEventListener(type: string, listener: (event: Event) => void): void;
   close?: () => void;
+  Deno?: object;
+  process?: object;
 }
 
 /** What `node:worker_threads`' `parentPort` offers the bootstrap. */
@@ -503,9 +516,8 @@ interface NodeProcess {
   exit(code?: number): never;
 }
 
-/** The functions written into the worker's module. */
-const WORKER_FUNCTIONS: readonly ((...args: never[]) => unknown)[] = [
-  workerMain,
+/** The functions the worker's module declares, for the entry points above to call. */
+const HELPERS: readonly ((...args: never[]) => unknown)[] = [
   bootstrapLocation,
   receive,
   isCancelled,
@@ -526,6 +538,5 @@ const WORKER_FUNCTIONS: readonly ((...args: never[]) => unknown)[] = [
   sendable,
   textOnly,
   kind,
-  webPort,
-  nodePort,
+  hookEnd,
 ];
