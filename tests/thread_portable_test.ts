@@ -501,3 +501,67 @@ threadTest(
     }
   },
 );
+
+// ---------------------------------------------------------------------------
+// Errors that threads are known for come back with the cause and the fix.
+
+threadTest(
+  "a function that uses `this` fails with a hint: sent as text, it has no `this` there",
+  async () => {
+    const scale = {
+      k: 2,
+      times(x: number): number {
+        return x * this.k;
+      },
+    };
+    const error = await rejection(new Loop().run(runInThread(scale.times, 3)));
+    assert.ok(error instanceof TypeError, String(error));
+    assert.match(error.message, /the function uses `this`, but runInThread sends a function/);
+    assert.match(error.message, /source text, where `this` is undefined/);
+    assert.match(error.message, /Pass what it needs as arguments, or .*threadFunction\(/);
+    assert.match(String(error.stack), /^TypeError: .*the function uses `this`/);
+  },
+);
+
+threadTest(
+  "a class instance argument loses its methods on the way: the error names the class and the fix",
+  async () => {
+    class Point {
+      constructor(readonly x: number, readonly y: number) {}
+      double(): Point {
+        return new Point(2 * this.x, 2 * this.y);
+      }
+    }
+    const [alone, inArray, plain] = await new Loop().run(function* (): Coro<unknown[]> {
+      return yield [
+        attempt(runInThread((p: Point) => p.double().x, new Point(1, 2))),
+        attempt(runInThread((ps: Point[]) => ps.map((p) => p.double().x), [new Point(1, 2)])),
+        attempt(runInThread((p: { double(): number }) => p.double(), { x: 1 } as never)),
+      ];
+    }());
+    assert.ok(alone instanceof TypeError, String(alone));
+    assert.match(alone.message, /p\.double is not a function[^]*: argument 1 is a Point/);
+    assert.match(
+      alone.message,
+      /`double` is a method of its class, which does not reach the worker/,
+    );
+    assert.match(alone.message, /structured-cloned.*Pass plain data and rebuild the instance/);
+    assert.match(alone.message, /`new Point\(…\)` in a threadFunction module that imports Point/);
+    assert.match(
+      String(alone.stack),
+      /^TypeError: p\.double is not a function[^]*argument 1 is a Point/,
+    );
+    assert.ok(inArray instanceof TypeError);
+    assert.match(inArray.message, /: an object in argument 1 is a Point, and `double`/);
+    // Not a class instance: no such hint (the method was never there).
+    assert.ok(plain instanceof TypeError);
+    assert.doesNotMatch(plain.message, /structured-cloned/);
+  },
+);
+
+threadTest("a result that cannot be cloned says so in one sentence each", async () => {
+  const error = await rejection(new Loop().run(runInThread(() => Symbol("s"))));
+  assert.ok(error instanceof TypeError);
+  assert.match(error.message, /^the result \(.*\) cannot be sent back from the worker: /);
+  assert.doesNotMatch(error.message, /\.\./, "a doubled full stop");
+});
