@@ -37,5 +37,6 @@ export {
   type ThreadFn,
   type ThreadFunction,
   threadFunction,
+  type ThreadPermissions,
   ThreadPool,
-} from "./src/thread.ts";
+} from "./src/thread/mod.ts";

@@ -11,7 +11,7 @@ import {
   timeout,
   toPromise,
 } from "../mod.ts";
-import { liveWorkers } from "../src/thread.ts";
+import { liveWorkers } from "../src/thread/thread.ts";
 import { captureWarnings, delay, test } from "./_helper.ts";
 
 /** A promise and its resolve function. */
