@@ -39,7 +39,15 @@ export const portableTests: PortableTest[] = [];
  * leaves a timer, a pending op or a resource behind. Elsewhere (Node, Bun,
  * browsers, workerd) the test is registered in {@linkcode portableTests}.
  */
-export function test(name: string, fn: () => void | Promise<void>, needs: Need[] = []): void {
+export function test(name: string, fn: () => void | Promise<void>): void;
+/** A test that runs only where `needs` are met (see {@linkcode Need}). */
+export function test(name: string, needs: Need[], fn: () => void | Promise<void>): void;
+export function test(
+  name: string,
+  needsOrFn: Need[] | (() => void | Promise<void>),
+  maybeFn?: () => void | Promise<void>,
+): void {
+  const [needs, fn] = typeof needsOrFn === "function" ? [[], needsOrFn] : [needsOrFn, maybeFn!];
   const missing = needs.filter((need) => !HAS[need]());
   if ("Deno" in globalThis && typeof Deno.test === "function") {
     Deno.test({

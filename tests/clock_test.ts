@@ -361,6 +361,7 @@ test("virtual clock: a fromPromise holds the clock: a sleep(1000) racing a 50 ms
 
 test(
   "virtual clock: a runInThread task holds the clock: a sleep(1000) racing 50 ms of thread work finishes second",
+  ["threads"],
   async () => {
     const loop = new Loop({ clock: "virtual" });
     const log: [string, number][] = [];
@@ -387,7 +388,6 @@ test(
     assert.deepEqual(log, [["thread", 0], ["sleep", 1_000]]);
     assert.ok(real >= 45, `the thread task took ${real} ms`);
   },
-  ["threads"],
 );
 
 // --- The retry example ----------------------------------------------------------

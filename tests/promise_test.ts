@@ -268,59 +268,57 @@ test("the virtual clock does not jump while a fromPromise is pending", async () 
   assert.deepEqual(log, ["promise at 0", "sleep at 1000"]);
 });
 
-test(
-  "fetch with the factory's signal: cancelling aborts the request and the server sees it",
-  async () => {
-    const arrived = new Event(); // set from the HTTP handler, outside the loop
-    const serverSawClose = deferred<void>();
-    const server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-      (request) => {
-        arrived.set();
-        // Answers only after 10 s, unless the client goes away first.
-        return new Promise<Response>((resolve) => {
-          const id = setTimeout(() => resolve(new Response("too late")), 10_000);
-          request.signal.addEventListener("abort", () => {
-            clearTimeout(id);
-            serverSawClose.resolve();
-            resolve(new Response("nobody listens"));
-          });
+test("fetch with the factory's signal: cancelling aborts the request and the server sees it", [
+  "deno",
+], async () => {
+  const arrived = new Event(); // set from the HTTP handler, outside the loop
+  const serverSawClose = deferred<void>();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (request) => {
+      arrived.set();
+      // Answers only after 10 s, unless the client goes away first.
+      return new Promise<Response>((resolve) => {
+        const id = setTimeout(() => resolve(new Response("too late")), 10_000);
+        request.signal.addEventListener("abort", () => {
+          clearTimeout(id);
+          serverSawClose.resolve();
+          resolve(new Response("nobody listens"));
         });
-      },
-    );
-    async function fetchAndCrash(server: Deno.HttpServer<Deno.NetAddr>): Promise<void> {
-      const url = `http://127.0.0.1:${server.addr.port}/slow`;
-      const boom = new Error("stop everything");
-      let fetchSettled = false;
-      function* download(): Coro<string> {
-        return yield fromPromise((signal) =>
-          fetch(url, { signal }).then((r) => r.text()).finally(() => fetchSettled = true)
-        );
-      }
-      const t0 = performance.now();
-      await assert.rejects(
-        new Loop().run(function* (): Coro<void> {
-          yield [download(), failAfter(arrived, boom)];
-        }()),
-        (e) => e === boom,
+      });
+    },
+  );
+  async function fetchAndCrash(server: Deno.HttpServer<Deno.NetAddr>): Promise<void> {
+    const url = `http://127.0.0.1:${server.addr.port}/slow`;
+    const boom = new Error("stop everything");
+    let fetchSettled = false;
+    function* download(): Coro<string> {
+      return yield fromPromise((signal) =>
+        fetch(url, { signal }).then((r) => r.text()).finally(() => fetchSettled = true)
       );
-      assert.ok(fetchSettled, "the run settled before fetch did");
-      assert.ok(performance.now() - t0 < 5_000);
-      let guard: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = new Promise<string>((r) => guard = setTimeout(() => r("timed out"), 5_000));
-      const seen = await Promise.race([serverSawClose.promise.then(() => "closed"), timedOut]);
-      clearTimeout(guard);
-      assert.equal(seen, "closed");
     }
-    // Deno 2.9 prints a one-time deprecation warning when a handler that read
-    // request.signal answers (its legacy abort-on-success); the loop prints none.
-    const warnings = await captureWarnings(() =>
-      fetchAndCrash(server).finally(() => server.shutdown())
+    const t0 = performance.now();
+    await assert.rejects(
+      new Loop().run(function* (): Coro<void> {
+        yield [download(), failAfter(arrived, boom)];
+      }()),
+      (e) => e === boom,
     );
-    assert.deepEqual(warnings.filter((w) => !w.startsWith("Deno.serve: request.signal")), []);
-  },
-  ["deno"],
-);
+    assert.ok(fetchSettled, "the run settled before fetch did");
+    assert.ok(performance.now() - t0 < 5_000);
+    let guard: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<string>((r) => guard = setTimeout(() => r("timed out"), 5_000));
+    const seen = await Promise.race([serverSawClose.promise.then(() => "closed"), timedOut]);
+    clearTimeout(guard);
+    assert.equal(seen, "closed");
+  }
+  // Deno 2.9 prints a one-time deprecation warning when a handler that read
+  // request.signal answers (its legacy abort-on-success); the loop prints none.
+  const warnings = await captureWarnings(() =>
+    fetchAndCrash(server).finally(() => server.shutdown())
+  );
+  assert.deepEqual(warnings.filter((w) => !w.startsWith("Deno.serve: request.signal")), []);
+});
 
 // ---------------------------------------------------------------------------
 // toPromise, and the two nested (ported from tinyio's asyncio-integration tests)
@@ -724,7 +722,7 @@ test("an abort from inside a step, followed by waiting, is taken at once", async
   assert.ok(performance.now() - t0 < 5_000);
 });
 
-test("an abort stops the run's workers", async () => {
+test("an abort stops the run's workers", ["threads"], async () => {
   const controller = new AbortController();
   let cancelled = false;
   function* inThread(): Coro<void> {
@@ -745,7 +743,7 @@ test("an abort stops the run's workers", async () => {
   assert.ok(performance.now() - t0 < 5_000);
   assert.ok(cancelled);
   assert.equal(liveWorkers(), 0);
-}, ["threads"]);
+});
 
 test("exceptionGroup applies to an abort as to any error", async () => {
   const controller = new AbortController();
