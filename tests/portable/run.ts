@@ -17,6 +17,7 @@
  * @module
  */
 
+import { BUN, bundle, checkBinary, type Flavor, NODE, type ProcessBinary } from "./bundle.ts";
 import type { Outcome, Report } from "./harness.ts";
 
 /**
@@ -52,8 +53,7 @@ const WORKERD_DATES = ["2025-09-01"];
 /** One runtime: how to run a bundled test file there. */
 interface Runtime {
   name: string;
-  /** "node": node:assert and node:process left to the runtime; "web": bundled in. */
-  flavor: "node" | "web";
+  flavor: Flavor;
   /** Sets up (a browser, a server); returns how to run one bundle, and how to stop. */
   start(dir: string, files: string[]): Promise<{
     run(file: string): Promise<Report>;
@@ -68,35 +68,23 @@ function option(name: string): string | undefined {
 }
 
 /** Runs `file`'s bundle with a Node-like binary (`node`, `bun`): fresh process, report on stdout. */
-function processRuntime(
-  name: string,
-  binary: string,
-  flags: string[],
-  versionCheck?: (v: string) => string | null,
-) {
+function processRuntime(name: string, binary: ProcessBinary): Runtime {
   return {
     name,
-    flavor: "node" as const,
+    flavor: "node",
     async start(dir: string) {
-      const { stdout } = await new Deno.Command(binary, { args: ["--version"], stdout: "piped" })
-        .output()
-        .catch((e) => {
-          throw new Error(`${name}: cannot start ${binary} (${e.message})`);
-        });
-      const version = new TextDecoder().decode(stdout).trim();
-      const problem = versionCheck?.(version);
-      if (problem) throw new Error(`${name}: ${binary} is ${version}: ${problem}`);
+      await checkBinary(name, binary);
+      const drive = `${dir}/drive-${name}.mjs`;
       await Deno.writeTextFile(
-        `${dir}/drive.mjs`,
-        // The tests of weak results need gc(): Node has it with --expose-gc, Bun as Bun.gc.
-        `globalThis.gc ??= globalThis.Bun && (() => Bun.gc(true));\n` +
+        drive,
+        binary.prelude +
           `const { runTests } = await import(new URL(process.argv[2], import.meta.url));\n` +
           `const report = await runTests();\n` +
           `process.stdout.write("\\n${MARK}" + JSON.stringify(report) + "\\n");\n`,
       );
       return {
         run: (file: string) =>
-          runProcess(binary, [...flags, `${dir}/drive.mjs`, `./node/${file}.js`]),
+          runProcess(binary.command, [...binary.flags, drive, `./node/${file}.js`]),
         stop: () => Promise.resolve(),
       };
     },
@@ -370,18 +358,15 @@ function freePort(): number {
 }
 
 const RUNTIMES: Runtime[] = [
-  processRuntime("node", Deno.env.get("TINYIO_NODE") ?? "node", ["--expose-gc"], (v) => {
-    const major = Number(v.match(/^v(\d+)/)?.[1]);
-    return major >= 22 ? null : "Node 22 or later is needed: set TINYIO_NODE to its binary";
-  }),
-  processRuntime("bun", Deno.env.get("TINYIO_BUN") ?? "bun", []),
+  processRuntime("node", NODE),
+  processRuntime("bun", BUN),
   chromium,
   workerd(),
   ...WORKERD_DATES.map(workerd),
 ];
 
-/** Bundles every test file with the harness: `dir/node/<file>.js` and `dir/web/<file>.js`. */
-async function bundle(dir: string, files: string[], flavors: Set<"node" | "web">): Promise<void> {
+/** Bundles every test file with the harness: `dir/<flavor>/<file>.js`. */
+async function bundleTests(dir: string, files: string[], flavors: Set<Flavor>): Promise<void> {
   await Deno.mkdir(`${dir}/entries`);
   for (const file of files) {
     await Deno.writeTextFile(
@@ -390,69 +375,10 @@ async function bundle(dir: string, files: string[], flavors: Set<"node" | "web">
         `export { runTests } from "${new URL("tests/portable/harness.ts", ROOT)}";\n`,
     );
   }
-  // The web flavour brings node:assert/strict (npm's `assert`, a port of
-  // Node's) and node:process (the global, if any) along: an import map of
-  // deno.json's imports and those two.
-  const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
-  const webImports = {
-    imports: {
-      ...config.imports,
-      "node:assert/strict": new URL("tests/portable/web_assert.ts", ROOT).href,
-      "node:process": new URL("tests/portable/web_process.ts", ROOT).href,
-    },
-  };
-  await Deno.writeTextFile(`${dir}/web_imports.json`, JSON.stringify(webImports));
   for (const flavor of flavors) {
-    const imports = flavor === "web" ? ["--import-map", `${dir}/web_imports.json`] : [];
-    const { success, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "bundle",
-        "--quiet",
-        "--platform=browser",
-        "--config",
-        new URL("deno.json", ROOT).pathname,
-        ...imports,
-        "--outdir",
-        `${dir}/${flavor}`,
-        ...files.map((f) => `${dir}/entries/${f}.ts`),
-      ],
-      stderr: "piped",
-    }).output();
-    if (!success) throw new Error(`deno bundle failed:\n${new TextDecoder().decode(stderr)}`);
-  }
-  const esbuild = await import("esbuild");
-  try {
-    for (const flavor of flavors) {
-      for (const file of files) {
-        const path = `${dir}/${flavor}/${file}.js`;
-        const source = await Deno.readTextFile(path);
-        const { code } = await esbuild.transform(source, TRANSFORM[flavor]);
-        await Deno.writeTextFile(path, code);
-      }
-    }
-  } finally {
-    await esbuild.stop();
+    await bundle(files.map((f) => `${dir}/entries/${f}.ts`), `${dir}/${flavor}`, flavor);
   }
 }
-
-/** What esbuild changes in each flavour's bundles, after `deno bundle`. */
-const TRANSFORM: Record<"node" | "web", import("esbuild").TransformOptions> = {
-  // Node 22's V8 has no `using` declarations (Node 24's has) and some tests
-  // use them: rewritten for target node22, with `Symbol.dispose`, which Node
-  // 22 has. The library itself uses no `using`: src/ runs as written.
-  node: { target: "node22", format: "esm" },
-  // npm's `assert` (and its `util`) read a browserify `process` in four
-  // places; those reads become `undefined` rather than a global `process`
-  // that the library could mistake for Node's.
-  web: {
-    format: "esm",
-    define: {
-      "process.env.NODE_DEBUG": "undefined",
-      "process.stderr": "undefined",
-      "process.emitWarning": "undefined",
-    },
-  },
-};
 
 /** Prints one runtime's results; returns its counts. */
 function summarize(runtime: string, reports: Map<string, Report>, verbose: boolean) {
@@ -509,7 +435,7 @@ if (import.meta.main) {
   const total = { passed: 0, failed: 0, skipped: 0 };
   try {
     let t0 = performance.now();
-    await bundle(dir, files, new Set(runtimes.map((r) => r.flavor)));
+    await bundleTests(dir, files, new Set(runtimes.map((r) => r.flavor)));
     console.log(`bundled ${files.length} test files in ${(performance.now() - t0).toFixed(0)} ms`);
     for (const runtime of runtimes) {
       t0 = performance.now();
