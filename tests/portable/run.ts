@@ -54,6 +54,8 @@ const WORKERD_DATES = ["2025-09-01"];
 interface Runtime {
   name: string;
   flavor: Flavor;
+  /** Pages of examples/ that this runtime also checks (run by the same `run`). */
+  examples?: string[];
   /** Sets up (a browser, a server); returns how to run one bundle, and how to stop. */
   start(dir: string, files: string[]): Promise<{
     run(file: string): Promise<Report>;
@@ -170,9 +172,15 @@ function serve(dir: string): Deno.HttpServer<Deno.NetAddr> {
   });
 }
 
+/** What examples/browser.html shows when it is done: the sum of the squares 0² … 19². */
+const BROWSER_EXAMPLE_SUM = "2470";
+/** The URL of the package in examples/browser.html's import map, served from a local bundle here. */
+const ESM_SH = "https://esm.sh/jsr/@tinyio/core";
+
 const chromium: Runtime = {
   name: "chromium",
   flavor: "web",
+  examples: ["browser.html"],
   async start(dir: string, files: string[]) {
     const { default: puppeteer } = await import("puppeteer-core");
     const profile = await Deno.makeTempDir({ prefix: "tinyio-chromium-" });
@@ -203,9 +211,21 @@ const chromium: Runtime = {
           `window.__report = await runTests();\n</script>\n`,
       );
     }
+    // The examples load the package from esm.sh: here, from a bundle of mod.ts.
+    await bundle([new URL("mod.ts", ROOT).pathname], `${dir}/lib`, "web");
+    await Deno.mkdir(`${dir}/examples`);
+    for (const example of this.examples ?? []) {
+      const html = await Deno.readTextFile(new URL(`examples/${example}`, ROOT));
+      if (!html.includes(ESM_SH)) throw new Error(`examples/${example} does not import ${ESM_SH}`);
+      await Deno.writeTextFile(`${dir}/examples/${example}`, html.replace(ESM_SH, "/lib/mod.js"));
+    }
     const server = serve(dir);
+    const origin = `http://127.0.0.1:${server.addr.port}`;
     return {
       async run(file: string): Promise<Report> {
+        if (file.endsWith(".html")) {
+          return await runBrowserExample(browser, `${origin}/examples/${file}`);
+        }
         const page = await browser.newPage();
         const errors: string[] = [];
         page.on("pageerror", (e: unknown) => errors.push(String((e as Error).stack ?? e)));
@@ -217,7 +237,7 @@ const chromium: Runtime = {
           (r: { url(): string }) => errors.push(`failed to load ${r.url()}`),
         );
         try {
-          await page.goto(`http://127.0.0.1:${server.addr.port}/web/${file}.html`);
+          await page.goto(`${origin}/web/${file}.html`);
           // Polled from here, so that a page error ends the wait at once.
           const until = performance.now() + FILE_LIMIT_MS;
           while (errors.length === 0 && !(await page.evaluate("window.__report !== undefined"))) {
@@ -245,6 +265,60 @@ const chromium: Runtime = {
     };
   },
 };
+
+/**
+ * examples/browser.html: the gather ends with the right sum, and while a
+ * coroutine counts primes on the page's thread the page still answers (each
+ * `page.evaluate` runs only when the loop has returned to the browser) and
+ * shows the progress bar at many values on its way to full.
+ */
+async function runBrowserExample(
+  // deno-lint-ignore no-explicit-any
+  browser: any,
+  url: string,
+): Promise<Report> {
+  const name = "examples/browser.html: a gather with a progress bar, beside a busy coroutine";
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on("pageerror", (e: Error) => errors.push(String(e.stack ?? e)));
+  const started = performance.now();
+  try {
+    await page.goto(url);
+    const seen = new Set<number>();
+    let done: string | undefined;
+    let last = performance.now();
+    let longestGap = 0;
+    while (done === undefined && errors.length === 0 && performance.now() - started < 30_000) {
+      const [value, finished] = await page.evaluate(
+        "[document.getElementById('bar').value, document.body.dataset.done ?? null]",
+      ) as [number, string | null];
+      const now = performance.now();
+      longestGap = Math.max(longestGap, now - last);
+      last = now;
+      seen.add(value);
+      done = finished ?? undefined;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const between = [...seen].filter((v) => v > 0 && v < 20).length;
+    const failure = errors[0] ??
+      (done !== BROWSER_EXAMPLE_SUM
+        ? `the page ended with ${done ?? "nothing"}, not ${BROWSER_EXAMPLE_SUM}`
+        : between < 5
+        ? `the progress bar was seen at only ${between} values between empty and full`
+        : longestGap > 1_000
+        ? `the page did not answer for ${longestGap.toFixed(0)} ms`
+        : undefined);
+    const outcome: Outcome = {
+      name,
+      status: failure === undefined ? "passed" : "failed",
+      ms: performance.now() - started,
+      detail: failure,
+    };
+    return { runtime: "chromium", hostReturn: "?", outcomes: [outcome] };
+  } finally {
+    await page.close();
+  }
+}
 
 /**
  * workerd, at a compatibility date: one isolate per test file, behind a
@@ -443,7 +517,9 @@ if (import.meta.main) {
       try {
         const session = await runtime.start(dir, files);
         try {
-          for (const file of files) reports.set(file, await session.run(file));
+          for (const file of [...files, ...runtime.examples ?? []]) {
+            reports.set(file, await session.run(file));
+          }
         } finally {
           await session.stop();
         }
