@@ -63,6 +63,31 @@ interface Runtime {
   }>;
 }
 
+/**
+ * The processes this run started and has not seen end. If the run itself is
+ * stopped (Ctrl-C, a CI time limit), they are killed first: a workerd whose
+ * test spins would otherwise run on for ever. (Puppeteer closes its browser
+ * on those signals by itself.)
+ */
+const children = new Set<Deno.ChildProcess>();
+/** This run's temporary folder (bundles, pages, configs), removed at the end. */
+let tempDir: string | undefined;
+
+function spawn(command: string, args: string[]): Deno.ChildProcess {
+  const child = new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).spawn();
+  children.add(child);
+  child.status.finally(() => children.delete(child));
+  return child;
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    for (const child of children) child.kill("SIGKILL");
+    if (tempDir !== undefined) Deno.removeSync(tempDir, { recursive: true });
+    Deno.exit(signal === "SIGINT" ? 130 : 143);
+  });
+}
+
 function option(name: string): string | undefined {
   const arg = Deno.args.find((a) => a === `--${name}` || a.startsWith(`--${name}=`));
   if (arg === undefined) return undefined;
@@ -95,7 +120,7 @@ function processRuntime(name: string, binary: ProcessBinary): Runtime {
 
 /** Spawns, reads the report, then gives the process EXIT_LIMIT_MS to exit by itself. */
 async function runProcess(binary: string, args: string[]): Promise<Report> {
-  const child = new Deno.Command(binary, { args, stdout: "piped", stderr: "piped" }).spawn();
+  const child = spawn(binary, args);
   let out = "";
   let err = "";
   const decoder = new TextDecoder();
@@ -371,11 +396,7 @@ function workerd(date?: string): Runtime {
           `  ],\n  v8Flags = [ "--expose-gc" ],\n  sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), ` +
           `service = "router") ],\n);\n`,
       );
-      const child = new Deno.Command(binary, {
-        args: ["serve", config],
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
+      const child = spawn(binary, ["serve", config]);
       let log = "";
       const decoder = new TextDecoder();
       const collect = async (stream: ReadableStream<Uint8Array>) => {
@@ -415,8 +436,11 @@ function workerd(date?: string): Runtime {
           };
         },
         async stop() {
+          // A worker spinning in JavaScript ignores SIGTERM: then SIGKILL.
           child.kill("SIGTERM");
+          const killer = setTimeout(() => child.kill("SIGKILL"), 2_000);
           await child.status;
+          clearTimeout(killer);
           await collecting;
         },
       };
@@ -505,7 +529,7 @@ if (import.meta.main) {
     }
   }
   const verbose = option("verbose") !== undefined;
-  const dir = await Deno.makeTempDir({ prefix: "tinyio-portable-" });
+  const dir = tempDir = await Deno.makeTempDir({ prefix: "tinyio-portable-" });
   const total = { passed: 0, failed: 0, skipped: 0 };
   try {
     let t0 = performance.now();
