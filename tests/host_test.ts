@@ -4,7 +4,7 @@
 // Cloudflare Worker (time moves there only with I/O).
 import assert from "node:assert/strict";
 import { type Coro, Loop, sleep } from "../mod.ts";
-import { HOST_RETURN } from "../src/host.ts";
+import { HOST_RETURN, toHost } from "../src/host.ts";
 import { test } from "./_helper.ts";
 
 // With the old rule (return to the host only after 4 ms by the clock) a frozen
@@ -36,6 +36,24 @@ test("host return: setImmediate where it exists, else a MessageChannel (browsers
     ? "MessageChannel"
     : "setTimeout";
   assert.equal(HOST_RETURN, expected);
+});
+
+test("host return: a due timer fires within a few hops (a MessageChannel hop in Deno or workerd would starve it)", async () => {
+  let fired = false;
+  const id = setTimeout(() => fired = true, 5);
+  const started = performance.now();
+  let hops = 0;
+  try {
+    while (!fired && hops < 100_000) {
+      await toHost();
+      hops++;
+    }
+  } finally {
+    clearTimeout(id);
+  }
+  const took = performance.now() - started;
+  assert.ok(fired, `a 5 ms timer had not fired after ${hops} hops (${took.toFixed(0)} ms)`);
+  assert.ok(took < 1_000, `a 5 ms timer fired only after ${took.toFixed(0)} ms`);
 });
 
 test("frozen clock: a host timer and a promise callback run while a coroutine spins on bare yields", async () => {
