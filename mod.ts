@@ -31,11 +31,13 @@ export { cancellable, race, shield } from "./src/cancel.ts";
 export { asCompleted, Barrier, Event, Lock, type Permit, Semaphore } from "./src/sync.ts";
 export { fromPromise, toPromise } from "./src/promise.ts";
 export { copy, isolate } from "./src/isolate.ts";
+export { main } from "./src/main.ts";
 export {
   cancelled,
   runInThread,
   type ThreadFn,
   type ThreadFunction,
   threadFunction,
+  type ThreadPermissions,
   ThreadPool,
-} from "./src/thread.ts";
+} from "./src/thread/mod.ts";

@@ -7,14 +7,22 @@
  * the targets are checked on ratios measured in this same run.
  *
  * Options: `--reps=N` (processes per cell, default 5), `--only=steps,fanout`
- * (workloads), `--contenders=tinyio,plain`, `--write` (also write
- * bench/RESULTS.md).
+ * (workloads), `--contenders=tinyio,plain`, `--runtimes=deno,node,bun`
+ * (default deno), `--write` (also write bench/RESULTS.md).
+ *
+ * On Node and Bun (`TINYIO_NODE`, `TINYIO_BUN`, as for the portable tests)
+ * the comparison measures steps, fanout and sleepers of tinyio against that
+ * runtime's own promises (`plain`) and the `floor`: each contender's module
+ * is bundled (tests/portable/bundle.ts) and run there in fresh processes,
+ * interleaved with the Deno ones, and issue 18's targets are judged per
+ * runtime.
  *
  * @module
  */
 
 import { median, SIZE, type Workload, WORKLOADS } from "./compare/common.ts";
 import { type ContenderName, CONTENDERS } from "./compare/run_one.ts";
+import { BUN, bundle, checkBinary, NODE, type ProcessBinary } from "../tests/portable/bundle.ts";
 
 const COLUMNS: Record<ContenderName, string> = {
   tinyio: "@tinyio/core",
@@ -131,18 +139,87 @@ const contenders = list("contenders", CONTENDERS);
 const runOne = new URL("./compare/run_one.ts", import.meta.url).pathname;
 const TIMEOUT_MS = 180_000;
 
+/** The runtimes a comparison can run on; off Deno, only some rows and contenders. */
+const RUNTIMES = ["deno", "node", "bun"] as const;
+type Runtime = typeof RUNTIMES[number];
+const BINARIES: Record<Exclude<Runtime, "deno">, ProcessBinary> = { node: NODE, bun: BUN };
+const OFF_DENO_WORKLOADS: readonly Workload[] = ["steps", "fanout", "sleepers"];
+const OFF_DENO_CONTENDERS: readonly ContenderName[] = ["tinyio", "plain", "floor"];
+const runtimes: Runtime[] = option("runtimes") === undefined
+  ? ["deno"]
+  : list("runtimes", RUNTIMES);
+
+/** Whether `who` measures `workload` on `runtime` in this run. */
+function measured(runtime: Runtime, workload: Workload, who: ContenderName): boolean {
+  return runtime === "deno" ||
+    (OFF_DENO_WORKLOADS.includes(workload) && OFF_DENO_CONTENDERS.includes(who));
+}
+
+/** The key of a cell: as before on Deno, prefixed by the runtime elsewhere. */
+function key(runtime: Runtime, workload: Workload, who: ContenderName): string {
+  return runtime === "deno" ? `${workload}/${who}` : `${runtime}:${workload}/${who}`;
+}
+
+/**
+ * Off Deno: each contender's module bundled (`dir/<who>.js`) and one driver
+ * per runtime that runs a workload of a bundle and prints its line.
+ */
+async function prepareOffDeno(dir: string): Promise<Map<Runtime, string>> {
+  const versions = new Map<Runtime, string>();
+  const others = runtimes.filter((r): r is Exclude<Runtime, "deno"> => r !== "deno");
+  if (others.length === 0) return versions;
+  const entries: string[] = [];
+  for (const who of contenders.filter((c) => OFF_DENO_CONTENDERS.includes(c))) {
+    const entry = `${dir}/entries/${who}.ts`;
+    await Deno.mkdir(`${dir}/entries`, { recursive: true });
+    await Deno.writeTextFile(
+      entry,
+      `export { contender } from "${new URL(`./compare/${who}.ts`, import.meta.url)}";\n` +
+        `export { measureOne } from "${new URL("./compare/run_one.ts", import.meta.url)}";\n`,
+    );
+    entries.push(entry);
+  }
+  await bundle(entries, `${dir}/node`, "node");
+  for (const runtime of others) {
+    const binary = BINARIES[runtime];
+    versions.set(runtime, await checkBinary(runtime, binary));
+    await Deno.writeTextFile(
+      `${dir}/drive-${runtime}.mjs`,
+      binary.prelude +
+        `const { contender, measureOne } = await import(new URL(process.argv[2], import.meta.url));\n` +
+        `console.log(await measureOne(contender, process.argv[3]));\n` +
+        `process.exit(0);\n`,
+    );
+  }
+  return versions;
+}
+
 /** Runs one measurement in a fresh process; returns its figure, or why there is none. */
 async function measure(
+  runtime: Runtime,
   who: ContenderName,
   workload: Workload,
+  dir: string,
 ): Promise<{ value: number | string | null; ratio?: number }> {
   const v8 = ["--expose-gc", ROWS[workload].v8].filter(Boolean).join(",");
-  const command = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", `--v8-flags=${v8}`, runOne, who, workload],
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(TIMEOUT_MS),
-  });
+  const command = runtime === "deno"
+    ? new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", `--v8-flags=${v8}`, runOne, who, workload],
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    })
+    : new Deno.Command(BINARIES[runtime].command, {
+      args: [
+        ...BINARIES[runtime].flags,
+        `${dir}/drive-${runtime}.mjs`,
+        `./node/${who}.js`,
+        workload,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
   try {
     const { success, stdout, stderr } = await command.output();
     const text = new TextDecoder().decode(stdout).trim().split("\n").pop() ?? "";
@@ -160,34 +237,37 @@ async function measure(
 }
 
 /** Every measurement, interleaved: each repetition goes once over every cell. */
-async function measureAll(): Promise<Map<string, Cell>> {
+async function measureAll(dir: string): Promise<Map<string, Cell>> {
   const raw = new Map<string, { values: number[]; ratios: number[]; notes: string[] }>();
   for (let rep = 1; rep <= reps; rep++) {
     for (const workload of workloads) {
-      for (const who of contenders) {
-        const key = `${workload}/${who}`;
-        const got = await measure(who, workload);
-        if (got.value === null) continue; // the contender has no such workload
-        const entry = raw.get(key) ?? { values: [], ratios: [], notes: [] };
-        raw.set(key, entry);
-        if (typeof got.value === "string") {
-          entry.notes.push(got.value);
-        } else {
-          entry.values.push(got.value);
-          if (got.ratio !== undefined) entry.ratios.push(got.ratio);
+      for (const runtime of runtimes) {
+        for (const who of contenders) {
+          if (!measured(runtime, workload, who)) continue;
+          const cellKey = key(runtime, workload, who);
+          const got = await measure(runtime, who, workload, dir);
+          if (got.value === null) continue; // the contender has no such workload
+          const entry = raw.get(cellKey) ?? { values: [], ratios: [], notes: [] };
+          raw.set(cellKey, entry);
+          if (typeof got.value === "string") {
+            entry.notes.push(got.value);
+          } else {
+            entry.values.push(got.value);
+            if (got.ratio !== undefined) entry.ratios.push(got.ratio);
+          }
+          const shown = typeof got.value === "number"
+            ? `${format(ROWS[workload].scale(got.value))} ${ROWS[workload].unit}`
+            : got.value;
+          console.error(`  [${rep}/${reps}] ${cellKey}: ${shown}`);
         }
-        const shown = typeof got.value === "number"
-          ? `${format(ROWS[workload].scale(got.value))} ${ROWS[workload].unit}`
-          : got.value;
-        console.error(`  [${rep}/${reps}] ${key}: ${shown}`);
       }
     }
   }
   const cells = new Map<string, Cell>();
-  for (const [key, { values, ratios, notes }] of raw) {
-    const workload = key.split("/")[0] as Workload;
+  for (const [cellKey, { values, ratios, notes }] of raw) {
+    const workload = cellKey.replace(/^\w+:/, "").split("/")[0] as Workload;
     cells.set(
-      key,
+      cellKey,
       values.length > 0
         ? {
           value: ROWS[workload].scale(median(values)),
@@ -230,6 +310,59 @@ function table(cells: Map<string, Cell>): string {
     lines.push(`| ${ROWS[workload].label} | ${row.join(" | ")} |`);
   }
   return lines.join("\n");
+}
+
+/** The table of one runtime other than Deno: its rows and contenders only. */
+function runtimeTable(cells: Map<string, Cell>, runtime: Runtime): string {
+  const rows = workloads.filter((w) => OFF_DENO_WORKLOADS.includes(w));
+  const whom = contenders.filter((c) => OFF_DENO_CONTENDERS.includes(c));
+  const lines = [
+    `| workload | ${whom.map((c) => COLUMNS[c]).join(" | ")} |`,
+    `| --- | ${whom.map(() => "---:").join(" | ")} |`,
+  ];
+  for (const workload of rows) {
+    const row = whom.map((c) => cellText(workload, cells.get(key(runtime, workload, c))));
+    lines.push(`| ${ROWS[workload].label} | ${row.join(" | ")} |`);
+  }
+  return lines.join("\n");
+}
+
+/**
+ * Issue 18's targets for steps, fanout and sleepers, judged on one runtime
+ * against that runtime's own promises and floor.
+ */
+function runtimeTargets(cells: Map<string, Cell>, runtime: Runtime): string[] {
+  const v = (workload: Workload, who: ContenderName) => cells.get(key(runtime, workload, who));
+  const out: string[] = [];
+  const check = (name: string, measured: number | undefined, limit: number) => {
+    out.push(
+      measured === undefined || Number.isNaN(measured)
+        ? `- n/a  ${runtime}: ${name}: not measured in this run`
+        : `- ${measured <= limit ? "PASS" : "FAIL"} ${runtime}: ${name}: ${
+          measured.toFixed(2)
+        } (target ≤ ${limit})`,
+    );
+  };
+  const ratio = (a: Cell | undefined, b: Cell | undefined) =>
+    a?.value === undefined || b?.value === undefined ? undefined : a.value / b.value;
+  if (workloads.includes("steps")) {
+    check("steps: tinyio / bare-generator floor, same process", v("steps", "tinyio")?.vsFloor, 1.5);
+  }
+  if (workloads.includes("fanout")) {
+    check(
+      "fanout 100 000: tinyio / Promise.all",
+      ratio(v("fanout", "tinyio"), v("fanout", "plain")),
+      1,
+    );
+  }
+  if (workloads.includes("sleepers")) {
+    check(
+      `sleepers 10 000 × ${SIZE.sleepMs} ms: tinyio / one setTimeout(${SIZE.sleepMs})`,
+      ratio(v("sleepers", "tinyio"), v("sleepers", "floor")),
+      1.15,
+    );
+  }
+  return out;
 }
 
 /** The targets of the issue, each checked on this run's medians. */
@@ -344,36 +477,60 @@ async function machine(): Promise<string> {
 }
 
 if (import.meta.main) {
-  console.error(
-    `bench:compare — ${workloads.length} workloads × ${contenders.length} contenders × ` +
-      `${reps} fresh processes each (progress on stderr, the table on stdout)`,
-  );
-  const cells = await measureAll();
-  const date = new Date().toISOString().slice(0, 10);
-  const report = [
-    `Measured ${date} on ${await machine()}.`,
-    `${await versions()}.`,
-    `Medians of ${reps} fresh processes per cell (each process: warm-up runs until five or 0.5 s, ` +
-    `then the median of five timed runs, each after a full GC; a run over 1 s is timed once).`,
-    "",
-    table(cells),
-    "",
-    "Targets (ratios of the medians above):",
-    "",
-    ...targets(cells),
-  ].join("\n");
-  console.log(report);
-  if (option("write") !== undefined) {
-    const results = new URL("./RESULTS.md", import.meta.url);
-    const old = await Deno.readTextFile(results).catch(() => "");
-    const head = old.split("<!-- results -->")[0] || "# Benchmark results\n\n";
-    await Deno.writeTextFile(
-      results,
-      `${head}<!-- results -->\n\n${report}\n\nReproduce: \`deno task bench:compare --write\`\n`,
+  const dir = await Deno.makeTempDir({ prefix: "tinyio-compare-" });
+  try {
+    const versionsOff = await prepareOffDeno(dir);
+    console.error(
+      `bench:compare — ${workloads.length} workloads × ${contenders.length} contenders × ` +
+        `${reps} fresh processes each on ${runtimes.join(", ")} ` +
+        `(progress on stderr, the table on stdout)`,
     );
-    // Formatted as `deno task check` expects it.
-    await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", results.pathname] })
-      .output();
-    console.error(`wrote ${results.pathname}`);
+    const cells = await measureAll(dir);
+    const date = new Date().toISOString().slice(0, 10);
+    const lines = [
+      `Measured ${date} on ${await machine()}.`,
+      `${await versions()}.`,
+      `Medians of ${reps} fresh processes per cell (each process: warm-up runs until five or 0.5 s, ` +
+      `then the median of five timed runs, each after a full GC; a run over 1 s is timed once).`,
+    ];
+    if (runtimes.includes("deno")) {
+      lines.push(
+        "",
+        table(cells),
+        "",
+        "Targets (ratios of the medians above):",
+        "",
+        ...targets(cells),
+      );
+    }
+    for (const runtime of runtimes) {
+      if (runtime !== "deno") {
+        lines.push(
+          "",
+          `On ${runtime} ${versionsOff.get(runtime)}:`,
+          "",
+          runtimeTable(cells, runtime),
+        );
+      }
+    }
+    lines.push("", "Issue 18's targets on each runtime, against its own promises and floor:", "");
+    for (const runtime of runtimes) lines.push(...runtimeTargets(cells, runtime));
+    const report = lines.join("\n");
+    console.log(report);
+    if (option("write") !== undefined) {
+      const results = new URL("./RESULTS.md", import.meta.url);
+      const old = await Deno.readTextFile(results).catch(() => "");
+      const head = old.split("<!-- results -->")[0] || "# Benchmark results\n\n";
+      await Deno.writeTextFile(
+        results,
+        `${head}<!-- results -->\n\n${report}\n\nReproduce: \`deno task bench:compare --write\`\n`,
+      );
+      // Formatted as `deno task check` expects it.
+      await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", results.pathname] })
+        .output();
+      console.error(`wrote ${results.pathname}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 }

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { isGenerator, WaitOn } from "./coro.ts";
+import { isCoro, WaitOn } from "./coro.ts";
 import { Driver, Shield, Stop } from "./core.ts";
 import {
   CLEANUP,
@@ -87,7 +87,7 @@ function checkRun(run: Run, inQueue: Map<Task, number>): void {
     const waitOnState = t.state === RETURNING || t.state === FAILING ||
       t.state === WAITON_PARKED;
     check(waitOn === waitOnState, t, "is a WaitOn's task in a generator's state, or the reverse");
-    check(waitOn || isGenerator(t.gen), t, "is the task of neither a generator nor a WaitOn");
+    check(isCoro(t.gen), t, "is the task of neither a generator nor a WaitOn");
     if (queued) {
       check(t.waitingOn === null, t, "is queued but still waits on something");
     } else {

@@ -5,10 +5,9 @@
  * @module
  */
 
-import type { Clock, Deadline } from "./clock.ts";
 import { type Coro, isCoro, WaitOn } from "./coro.ts";
 import { checkMs, describe } from "./messages.ts";
-import { isParkedOn, resume, type Task, taskOf, Wait, watch } from "./wait.ts";
+import { DeadlineWait, isParkedOn, resume, type Task, taskOf, Wait, watch } from "./wait.ts";
 
 /** Waits on an event without a timeout: one shared by all such waiters of the event. */
 class EventWait extends Wait {
@@ -26,25 +25,17 @@ class EventWait extends Wait {
 }
 
 /** Waits on an event with a timeout: its own deadline. */
-class TimedEventWait extends Wait implements Deadline {
-  at = 0;
-  seq = 0;
-  index = -1;
-  task: Task | null = null;
-  #clock: Clock | null = null;
-
-  constructor(readonly event: Event, readonly ms: number) {
-    super();
+class TimedEventWait extends DeadlineWait {
+  constructor(readonly event: Event, ms: number) {
+    super(ms);
   }
   park(task: Task): void {
-    this.task = task;
     if (this.event.isSet()) return resume(task, this, true);
-    this.#clock = task.clock;
-    this.#clock.add(this, this.ms);
+    this.setDeadline(task);
     waitersOf(this.event).push(this);
   }
   unpark(): void {
-    this.#clock!.remove(this);
+    this.clearDeadline();
     dropStale(this.event);
   }
   fire(): void {
@@ -52,10 +43,6 @@ class TimedEventWait extends Wait implements Deadline {
     // Timed out: its place in the list is stale now, as after unpark (else a
     // never-set event would keep every timed-out waiter).
     dropStale(this.event);
-  }
-  /** Woken by `set()`: the deadline goes. */
-  cancelDeadline(): void {
-    this.#clock?.remove(this);
   }
 }
 
@@ -127,7 +114,7 @@ export class Event {
     this.#stale = 0;
     for (const w of ws) {
       if (w instanceof TimedEventWait) {
-        w.cancelDeadline();
+        w.clearDeadline(); // woken by set(): the deadline goes
         resume(w.task!, w, true);
       } else {
         resume(w, this.#wait, true);

@@ -4,11 +4,11 @@
  * @module
  */
 
-import type { Clock, Deadline } from "./clock.ts";
 import { type Coro, isCoro, WaitOn } from "./coro.ts";
 import { TimeoutError } from "./errors.ts";
 import { checkMs, describe } from "./messages.ts";
 import {
+  DeadlineWait,
   fail,
   type Observer,
   resume,
@@ -16,36 +16,24 @@ import {
   stopWork,
   type Task,
   unwatch,
-  Wait,
   wakeLoop,
   watch,
 } from "./wait.ts";
 
 /** A parked sleep: a deadline that resumes its task. */
-class Sleep extends Wait implements Deadline {
+class Sleep extends DeadlineWait {
   // Keeps Sleep's hidden class, and the code compiled against it, alive
-  // between runs (see `Core.#keepShapes`).
+  // between runs (docs/design.md, "Hidden classes").
   static #keepShape: Sleep = new Sleep(0);
 
-  at = 0;
-  seq = 0;
-  index = -1;
-  #task: Task | null = null;
-  #clock: Clock | null = null;
-
-  constructor(readonly ms: number) {
-    super();
-  }
   park(task: Task): void {
-    this.#task = task;
-    this.#clock = task.clock;
-    this.#clock.add(this, this.ms);
+    this.setDeadline(task);
   }
   unpark(): void {
-    this.#clock!.remove(this);
+    this.clearDeadline();
   }
   fire(): void {
-    resume(this.#task!, this, undefined);
+    resume(this.task!, this, undefined);
   }
 }
 
@@ -125,21 +113,16 @@ function* timingOut<T>(coro: Coro<T>, ms: number): Coro<[T, true] | [undefined, 
  * CancelledError whose cause is its reason), and the task resumes with
  * `[undefined, false]` once all of that has stopped.
  */
-export class Timeout<T> extends Wait implements Deadline {
+export class Timeout<T> extends DeadlineWait {
   // Keeps Timeout's hidden class, and the code compiled against it, alive
   // between runs (docs/design.md, "Hidden classes"): a cancellable costs half
   // again as much without it, in runs that start after a garbage collection.
   static #keepShape: Timeout<void> = new Timeout((function* () {})(), 0, null);
 
-  at = 0;
-  seq = 0;
-  index = -1;
-  #task: Task | null = null;
   /** The task of `coro`, once parked. */
   child: Task | null = null;
-  #clock: Clock | null = null;
   #fired = false;
-  /** The cancellables waiting on its signal, once it listens (see `listen`). */
+  /** The cancellables waiting on its signal, once it listens (see `waitingOn`). */
   #waiting: Set<Timeout<unknown>> | null = null;
   // It carries the task that waits through it (`owner`): `stopWork` must know
   // who waits on a coroutine, and an observer is not a task. (A property, not
@@ -149,14 +132,16 @@ export class Timeout<T> extends Wait implements Deadline {
     owner: null as Task | null,
   });
 
-  /** Runs `coro` for `ms` of the loop's clock or, with a `signal`, until it aborts. */
-  constructor(readonly coro: Coro<T>, readonly ms: number, readonly signal: AbortSignal | null) {
-    super();
+  /**
+   * Runs `coro` for `ms` of the loop's clock or, with a `signal`, until it
+   * aborts (then `ms` is 0: the deadline is due when it aborts).
+   */
+  constructor(readonly coro: Coro<T>, ms: number, readonly signal: AbortSignal | null) {
+    super(ms);
   }
 
   park(task: Task): void {
-    this.#task = task;
-    this.#clock = task.clock;
+    this.task = task;
     // Aborted already: `coro` is not started.
     if (this.signal?.aborted) return resume(task, this, [undefined, false]);
     const child = start(task, this.coro, true);
@@ -166,7 +151,7 @@ export class Timeout<T> extends Wait implements Deadline {
       else fail(task, this, child.value);
       return;
     }
-    if (this.signal === null) this.#clock.add(this, this.ms);
+    if (this.signal === null) this.setDeadline(task);
     else (this.#waiting = waitingOn(this.signal)).add(this);
     this.#observer.owner = task;
     watch(child, this.#observer);
@@ -184,13 +169,13 @@ export class Timeout<T> extends Wait implements Deadline {
 
   /** The signal aborted: the deadline is now, for the loop to stop the work between steps. */
   aborted(): void {
-    this.#clock!.add(this, 0);
-    wakeLoop(this.#task!);
+    this.setDeadline(this.task!);
+    wakeLoop(this.task!);
   }
 
   /** The deadline goes: dropped from the clock, the abort no longer listened to. */
   #stopWatching(): void {
-    this.#clock?.remove(this);
+    this.clearDeadline();
     this.#waiting?.delete(this);
   }
 
@@ -198,15 +183,15 @@ export class Timeout<T> extends Wait implements Deadline {
   #ended(child: Task): boolean {
     if (this.#fired) return !child.succeeded && child.value instanceof TimeoutError;
     this.#stopWatching();
-    if (child.succeeded) resume(this.#task!, this, [child.value, true]);
-    else fail(this.#task!, this, child.value); // the run crashes, unless someone took it over
+    if (child.succeeded) resume(this.task!, this, [child.value, true]);
+    else fail(this.task!, this, child.value); // the run crashes, unless someone took it over
     return false;
   }
 
   fire(): void {
     this.#fired = true;
     this.#stopWatching();
-    const task = this.#task!;
+    const task = this.task!;
     const signal = this.signal;
     // A timeout's coroutine gets a TimeoutError, which is also the cause of
     // its work's cancellations; a signal's, a CancelledError of the stop's.
@@ -228,7 +213,6 @@ export class Timeout<T> extends Wait implements Deadline {
     });
   }
 }
-
 // One abort listener per signal, for all the cancellables that wait on it:
 // adding and removing a listener costs more than the rest of a cancellable
 // (measured: 0.9–1.1 µs a cancellable with a listener of its own, 0.6 µs

@@ -24,6 +24,7 @@
  * @module
  */
 
+import type { Clock, Deadline } from "./clock.ts";
 import { CancelledError } from "./errors.ts";
 import type { Coro } from "./coro.ts";
 import { foreign } from "./messages.ts";
@@ -39,9 +40,11 @@ import {
   spawn,
   throwInto,
 } from "./core.ts";
-import { DONE, type Observer, type Run, type Task, taskOf, type Wait } from "./task.ts";
+import { DONE, type Observer, type Run, type Task, taskOf, Wait } from "./task.ts";
 
-export { type Observer, type Run, type Task, taskOf, Wait } from "./task.ts";
+export { type Observer, type Run, type Task, taskOf, Wait };
+// `resume` lives in the core, which needs it too (a shield resumes its
+// caller); it reads the core's local copies of the states there.
 export {
   errorIsWaiters,
   primitive,
@@ -78,6 +81,44 @@ export function fail(task: Task, wait: Wait, error: unknown): void {
  */
 export function wakeLoop(task: Task): void {
   task.run.core.driver.wake();
+}
+
+/**
+ * A Wait with a deadline on its task's clock: a sleep, a timed event wait, a
+ * timeout. Its `park` calls `setDeadline(task)`, and then `fire()` is called
+ * once, `ms` later, unless `clearDeadline()` came first (the wait ended
+ * otherwise, or was unparked). All deadlines of a loop share one heap and one
+ * host timer (src/clock.ts).
+ */
+export abstract class DeadlineWait extends Wait implements Deadline {
+  /** When it is due, on the clock (the clock's heap keeps `at`, `seq` and `index`). */
+  at = 0;
+  /** Set order, for the clock's heap. */
+  seq = 0;
+  /** Its place in the clock's heap, or -1. */
+  index = -1;
+  /** The parked task, once its deadline is set. */
+  task: Task | null = null;
+  #clock: Clock | null = null;
+
+  constructor(readonly ms: number) {
+    super();
+  }
+
+  /** Starts the deadline for `task`, parked on this: `fire` comes `ms` from now on its clock. */
+  setDeadline(task: Task): void {
+    this.task = task;
+    this.#clock = task.clock;
+    this.#clock.add(this, this.ms);
+  }
+
+  /** Drops the deadline if it has not fired. */
+  clearDeadline(): void {
+    this.#clock?.remove(this);
+  }
+
+  /** The deadline is due. */
+  abstract fire(): void;
 }
 
 /** True while `task` is parked on `wait` (neither resumed, failed nor unparked). */

@@ -359,32 +359,36 @@ test("virtual clock: a fromPromise holds the clock: a sleep(1000) racing a 50 ms
   assert.deepEqual(log, [["promise", 0], ["sleep", 1_000]]);
 });
 
-test("virtual clock: a runInThread task holds the clock: a sleep(1000) racing 50 ms of thread work finishes second", async () => {
-  const loop = new Loop({ clock: "virtual" });
-  const log: [string, number][] = [];
-  // Busy for `ms` of real time on the worker: synchronous work, not a timer.
-  const work = (ms: number) => {
-    const end = performance.now() + ms;
-    while (performance.now() < end);
-    return "thread";
-  };
-  const started = performance.now();
-  let real = 0;
-  await loop.run(function* () {
-    yield [
-      function* () {
-        yield sleep(1_000);
-        log.push(["sleep", loop.now()]);
-      }(),
-      function* () {
-        log.push([yield runInThread(work, 50), loop.now()]);
-        real = performance.now() - started;
-      }(),
-    ];
-  }());
-  assert.deepEqual(log, [["thread", 0], ["sleep", 1_000]]);
-  assert.ok(real >= 45, `the thread task took ${real} ms`);
-});
+test(
+  "virtual clock: a runInThread task holds the clock: a sleep(1000) racing 50 ms of thread work finishes second",
+  ["threads"],
+  async () => {
+    const loop = new Loop({ clock: "virtual" });
+    const log: [string, number][] = [];
+    // Busy for `ms` of real time on the worker: synchronous work, not a timer.
+    const work = (ms: number) => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+      return "thread";
+    };
+    const started = performance.now();
+    let real = 0;
+    await loop.run(function* () {
+      yield [
+        function* () {
+          yield sleep(1_000);
+          log.push(["sleep", loop.now()]);
+        }(),
+        function* () {
+          log.push([yield runInThread(work, 50), loop.now()]);
+          real = performance.now() - started;
+        }(),
+      ];
+    }());
+    assert.deepEqual(log, [["thread", 0], ["sleep", 1_000]]);
+    assert.ok(real >= 45, `the thread task took ${real} ms`);
+  },
+);
 
 // --- The retry example ----------------------------------------------------------
 

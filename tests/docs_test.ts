@@ -33,10 +33,19 @@ async function deno(...args: string[]): Promise<{ code: number; output: string }
 /** The library's source files: what `deno check --doc` and `deno test --doc` read. */
 function sourceFiles(): string[] {
   const files = ["mod.ts"];
-  for (const entry of Deno.readDirSync(new URL("src/", root))) {
-    if (entry.isFile && entry.name.endsWith(".ts")) files.push(`src/${entry.name}`);
+  for (const dir of ["src/", ...subfolders("src/")]) {
+    for (const entry of Deno.readDirSync(new URL(dir, root))) {
+      if (entry.isFile && entry.name.endsWith(".ts")) files.push(`${dir}${entry.name}`);
+    }
   }
   return files.sort();
+}
+
+/** The folders directly inside `dir` (src/thread/ …), as paths ending in "/". */
+function subfolders(dir: string): string[] {
+  return [...Deno.readDirSync(new URL(dir, root))]
+    .filter((entry) => entry.isDirectory)
+    .map((entry) => `${dir}${entry.name}/`);
 }
 
 /** How many README code blocks Deno type-checks (TypeScript or JavaScript, not `ignore`). */
@@ -121,7 +130,7 @@ test("package: deno publish --dry-run publishes only mod.ts, src/, README.md and
   const allowed = (path: string) =>
     path === "mod.ts" || path === "README.md" || path === "LICENSE" ||
     path === "deno.json" || // always published by Deno, even when excluded
-    /^src\/[\w-]+\.ts$/.test(path);
+    /^src\/([\w-]+\/)?[\w-]+\.ts$/.test(path);
   assert.deepEqual(published.filter((path) => !allowed(path)), [], output);
   for (const path of ["mod.ts", "README.md", "LICENSE", "deno.json", "src/loop.ts"]) {
     assert.ok(published.includes(path), `${path} is not published:\n${output}`);

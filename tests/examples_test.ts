@@ -2,11 +2,12 @@
  * The examples work as their documentation says: `examples/server.ts` answers
  * real HTTP requests (normal, over budget, abandoned by the client) and stops
  * the work of a client that went away; `deno task demo` runs the pipeline
- * demo to its summary with the permissions its task states.
+ * demo to its summary with the permissions its task states; `examples/cli.ts`
+ * stops on Ctrl-C (a real SIGINT) with every worker cleaning up.
  */
 import assert from "node:assert/strict";
 import { type DashboardServer, startServer } from "../examples/server.ts";
-import { test } from "./_helper.ts";
+import { Script, test } from "./_helper.ts";
 
 const root = new URL("..", import.meta.url);
 
@@ -176,4 +177,27 @@ test("demo: `deno task demo` runs the pipeline and the crash to their summaries"
   assert.match(out, /finally blocks run: 300 of 300 documents started/);
   // Asynchronous cleanup through shield, waited for before the run rejected.
   assert.match(out, /partial downloads deleted through shield after their CancelledError: [1-9]/);
+});
+
+test("cli: Ctrl-C stops the uploads; every worker cleans up and the script exits with 130", async () => {
+  await using script = new Script(new URL("examples/cli.ts", root)); // no permission flag
+  await script.waitFor("stdout", /^worker \d: uploaded /m);
+  script.kill("SIGINT");
+  const status = await script.finish();
+  assert.deepEqual({ ...status }, { success: false, code: 130, signal: null }, script.output());
+  const out = script.stdout;
+  assert.match(script.stderr, /^main: SIGINT: cancelling every coroutine/m);
+  for (const worker of [1, 2, 3, 4]) {
+    // Each was in the middle of a file: it removes it, is cancelled, says goodbye through
+    // shield (asynchronously), then closes its connection.
+    const cleanup = new RegExp(
+      `^worker ${worker}: removed the partial upload of photo-\\d+\\.jpg\n` +
+        `worker ${worker}: cancelled\n(?:.*\n)*?worker ${worker}: said goodbye to the server\n` +
+        `(?:.*\n)*?worker ${worker}: closed its connection$`,
+      "m",
+    );
+    assert.match(out, cleanup, out);
+  }
+  assert.match(out, /^reporter: stopped$/m);
+  assert.doesNotMatch(out, /files uploaded/);
 });

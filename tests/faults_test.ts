@@ -25,7 +25,7 @@ import {
   ThreadPool,
   timeout,
 } from "../mod.ts";
-import { liveWorkers } from "../src/thread.ts";
+import { liveWorkers } from "../src/thread/thread.ts";
 import { captureWarnings, test } from "./_helper.ts";
 
 const LONG = 60_000; // a wait that only a cancellation ends

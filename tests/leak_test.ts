@@ -17,7 +17,7 @@ import {
   ThreadPool,
   timeout,
 } from "../mod.ts";
-import { liveWorkers } from "../src/thread.ts";
+import { liveWorkers } from "../src/thread/thread.ts";
 import { test } from "./_helper.ts";
 
 /** Heap in use after a full collection, in bytes. */

@@ -365,7 +365,7 @@ test("a due sleep fires on time while another coroutine spins", async () => {
   assert.ok(woke >= 19 && woke < 120, `the 20 ms sleep woke after ${woke} ms`);
 });
 
-test("with only timers left the loop sleeps: no busy polling", async () => {
+test("with only timers left the loop sleeps: no busy polling", ["cpuUsage"], async () => {
   const before = process.cpuUsage();
   const t0 = performance.now();
   await new Loop().run(sleep(300));

@@ -11,7 +11,7 @@ import {
   timeout,
   toPromise,
 } from "../mod.ts";
-import { liveWorkers } from "../src/thread.ts";
+import { liveWorkers } from "../src/thread/thread.ts";
 import { captureWarnings, delay, test } from "./_helper.ts";
 
 /** A promise and its resolve function. */
@@ -268,7 +268,9 @@ test("the virtual clock does not jump while a fromPromise is pending", async () 
   assert.deepEqual(log, ["promise at 0", "sleep at 1000"]);
 });
 
-test("fetch with the factory's signal: cancelling aborts the request and the server sees it", async () => {
+test("fetch with the factory's signal: cancelling aborts the request and the server sees it", [
+  "deno",
+], async () => {
   const arrived = new Event(); // set from the HTTP handler, outside the loop
   const serverSawClose = deferred<void>();
   const server = Deno.serve(
@@ -720,7 +722,7 @@ test("an abort from inside a step, followed by waiting, is taken at once", async
   assert.ok(performance.now() - t0 < 5_000);
 });
 
-test("an abort stops the run's workers", async () => {
+test("an abort stops the run's workers", ["threads"], async () => {
   const controller = new AbortController();
   let cancelled = false;
   function* inThread(): Coro<void> {

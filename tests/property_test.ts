@@ -54,7 +54,7 @@ import {
   timeout,
   toPromise,
 } from "../mod.ts";
-import { liveWorkers } from "../src/thread.ts";
+import { liveWorkers } from "../src/thread/thread.ts";
 import { test } from "./_helper.ts";
 
 // --- Programs ------------------------------------------------------------------

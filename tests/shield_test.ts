@@ -20,7 +20,7 @@ import {
   timeout,
   TimeoutError,
 } from "../mod.ts";
-import { liveWorkers } from "../src/thread.ts";
+import { liveWorkers } from "../src/thread/thread.ts";
 import { captureWarnings, delay, test } from "./_helper.ts";
 
 const CLOCKS = ["virtual", "real"] as const;

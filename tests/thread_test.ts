@@ -18,7 +18,7 @@ import {
 } from "../mod.ts";
 import { THROWING } from "../src/task.ts";
 import { taskOf } from "../src/wait.ts";
-import { liveWorkers } from "../src/thread.ts";
+import { liveWorkers } from "../src/thread/thread.ts";
 import { test } from "./_helper.ts";
 import type { addTwo, addTwoLater, countUntilCancelled } from "./fixtures/tasks.ts";
 
