@@ -22,11 +22,14 @@ import { Pool } from "../src/thread/pool.ts";
 import { PROTOCOL, type Protocol } from "../src/thread/protocol.ts";
 import { liveWorkers } from "../src/thread/thread.ts";
 import { workerSource } from "../src/thread/worker.ts";
-import { test } from "./_helper.ts";
+import { type Need, test } from "./_helper.ts";
 
-/** A test that also fails if a worker is still alive at its end. */
-function threadTest(name: string, fn: () => Promise<void>): void {
-  test(name, async () => {
+/**
+ * A test that needs workers (so not on workerd) and also fails if a worker is
+ * still alive at its end.
+ */
+function threadTest(name: string, fn: () => Promise<void>, needs: Need[] = ["threads"]): void {
+  test(name, needs, async () => {
     await fn();
     assert.equal(liveWorkers(), 0, "a worker outlived the test");
   });
@@ -392,6 +395,7 @@ threadTest(
     assert.ok(error instanceof Error);
     assert.match(error.message, /^runInThread\(\): this runtime has no Web Workers/);
   },
+  [], // everywhere: it takes the workers away itself
 );
 
 threadTest(
