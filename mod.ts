@@ -30,6 +30,7 @@ export { sleep, timeout } from "./src/time.ts";
 export { asCompleted, Barrier, Event, Lock, type Permit, Semaphore } from "./src/sync.ts";
 export { fromPromise, toPromise } from "./src/promise.ts";
 export { copy, isolate } from "./src/isolate.ts";
+export { type CoroutineInfo, formatSnapshot } from "./src/snapshot.ts";
 export {
   cancelled,
   runInThread,

@@ -24,12 +24,12 @@ import * as states from "./task.ts";
 import { Gather, type Observer, Run, Task, Wait } from "./task.ts";
 import {
   crashMessage,
-  cycleError,
   foreign,
   invalidElement,
   invalidYield,
   misbehavedWarning,
 } from "./messages.ts";
+import { cycleFailure, stitchTrace } from "./trace.ts";
 
 // The core steps generators through these, not `gen.next(v)`, so that the
 // compiled step survives the death of a generator function's last generator
@@ -61,6 +61,12 @@ export class Driver {
   holds = 0;
   #wakeUp: (() => void) | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined = undefined;
+  // While paused (see `pauseWhile`): how many pauses are on, the real run
+  // queue kept aside, and what `drive` waits for.
+  #pauses = 0;
+  #kept: [(Task | undefined)[], number, number, number] | null = null;
+  #paused: Promise<void> | null = null;
+  #unpause: (() => void) | null = null;
 
   /**
    * Called, if set, whenever a driver comes to rest (no task is being
@@ -109,14 +115,48 @@ export class Driver {
     if (this.#wakeUp !== null) this.#wakeUp();
   }
 
+  /**
+   * Steps nothing until `work` settles: a snapshot, a stitched trace or a
+   * cycle's error is reading where suspended generators are (src/inspect.ts),
+   * and a step would move them. Nothing is tested per step for it: the run
+   * queue is swapped for an empty one, so `#steps` runs out of tasks and
+   * `drive` waits at its next turn. Tasks queued meanwhile (by host
+   * callbacks: a timer, a promise, a worker) go to the back of the real queue
+   * when it comes back. Pauses may overlap; stepping resumes after the last.
+   */
+  pauseWhile(work: Promise<unknown>): void {
+    if (this.#pauses++ === 0) {
+      this.#kept = [this.#queue, this.#head, this.#tail, this.#mask];
+      this.#queue = new Array(16);
+      this.#head = this.#tail = 0;
+      this.#mask = 15;
+      this.#paused = new Promise<void>((resolve) => this.#unpause = resolve);
+    }
+    const resume = () => {
+      if (--this.#pauses !== 0) return;
+      const queuedMeanwhile = this.queued();
+      [this.#queue, this.#head, this.#tail, this.#mask] = this.#kept!;
+      this.#kept = this.#paused = null;
+      for (const task of queuedMeanwhile) this.enqueue(task);
+      this.#unpause!();
+      this.wake();
+    };
+    work.then(resume, resume);
+  }
+
   /** Steps the runs of this driver until `top` has ended. */
   async drive(top: Run): Promise<void> {
     const clock = this.clock;
     let hopped = performance.now(); // when a run of virtual jumps last returned to the host
     for (;;) {
+      if (this.#paused !== null) {
+        await this.#paused; // see `pauseWhile`
+        continue;
+      }
       if (top.aborted && !top.crashed) crash(top, top.abortReason);
       this.#steps(clock);
       if (top.ended) break;
+      if (this.#paused !== null) continue;
       // Aborted during those steps (its wake-up came while awake): crash now, don't sleep.
       if (top.aborted && !top.crashed) continue;
       if (this.#head !== this.#tail) {
@@ -191,18 +231,26 @@ export class Driver {
         last = now;
         countdown = this.#stride;
         for (const run of this.runs) if (run.aborted && !run.crashed) return;
+        // Paused by the step before (see `pauseWhile`): what fired just now waits too.
+        if (this.#paused !== null) return;
       }
     }
   }
 
-  /** Fails every run that has a cycle of tasks waiting on each other. */
+  /**
+   * Fails every run that has a cycle of tasks waiting on each other. The
+   * error names them; with the inspector, reading their names pauses the
+   * driver and the run fails after.
+   */
   #failCycles(): boolean {
     let found = false;
     for (const run of this.runs) {
       const cycle = findCycle(run);
-      if (cycle !== 0) {
+      if (cycle !== null) {
         found = true;
-        crash(run, cycleError(cycle));
+        const error = cycleFailure(cycle);
+        if (error instanceof Promise) this.pauseWhile(error.then((e) => crash(run, e)));
+        else crash(run, error);
       }
     }
     return found;
@@ -230,7 +278,12 @@ export class Core {
   /** True while a `run` of this core's loop is in progress. */
   running = false;
 
-  constructor(readonly clock: Clock, readonly driver: Driver) {}
+  constructor(
+    readonly clock: Clock,
+    readonly driver: Driver,
+    /** A nested loop's (`isolate`): the task of the outer loop that it runs for. */
+    readonly host: Task | null = null,
+  ) {}
 
   /** Starts `coro` as the root of a new run of this core. */
   startRun(coro: Coro, exceptionGroup: boolean | undefined, onEnd: (run: Run) => void): Run {
@@ -244,8 +297,8 @@ export class Core {
 // ---------------------------------------------------------------------------
 // The cycle check: only when nothing at all can wake the loop.
 
-/** Returns the length of a waiting cycle among `run`'s tasks, or 0. */
-function findCycle(run: Run): number {
+/** Returns a waiting cycle among `run`'s tasks (each waits on the next, the last on the first), or null. */
+function findCycle(run: Run): Task[] | null {
   const depth = new Map<Task, number>(); // on the current path: its depth; done: -1
   for (let t = run.first; t !== null; t = t.next) {
     if (t.state !== WAITING || depth.has(t)) continue;
@@ -266,10 +319,10 @@ function findCycle(run: Run): number {
         depth.set(child, path.length);
         path.push(child);
         todo.push(child.state === WAITING ? childrenOf(child) : []);
-      } else if (d >= 0) return path.length - d;
+      } else if (d >= 0) return path.slice(d);
     }
   }
-  return 0;
+  return null;
 }
 
 /** The tasks that `t`, WAITING, waits on (for a gather, those not finished yet). */
@@ -561,11 +614,13 @@ function failed(task: Task, error: unknown): void {
     run.otherErrors.push(error);
     endFailed(task, error);
     maybeEnd(run);
-  } else if (endFailed(task, error)) {
-    maybeEnd(run);
-  } else {
-    crash(run, error);
+    return;
   }
+  // Its only waiter, if it has one, read before `endFailed` forgets it: the
+  // stitched trace of the error goes up the waiters from there.
+  const waiter = task.moreWaiters === null ? task.waiter : null;
+  if (endFailed(task, error)) maybeEnd(run);
+  else crash(run, error, waiter);
 }
 
 const primitives = new WeakSet<object>();
@@ -639,16 +694,28 @@ export function maybeEnd(run: Run): void {
 
 /**
  * Fails `run` with `error`: every unfinished task of it gets a
- * `CancelledError` (cause: `error`) thrown in at its current yield, at once.
- * If it is failing already, `error` joins its other errors.
+ * `CancelledError` (cause: `error`) thrown in at its current yield. If it is
+ * failing already, `error` joins its other errors. The loop's frames leave
+ * `error.stack` first, and given the failed task's only waiter (`from`), the
+ * frames of the waiters up from it join it (src/trace.ts): with the
+ * inspector, the driver pauses until their positions are read, since a
+ * cancelled generator forgets where it was; then they are cancelled.
  */
-export function crash(run: Run, error: unknown): void {
+export function crash(run: Run, error: unknown, from: Task | Observer | null = null): void {
   if (run.crashed) {
     run.otherErrors.push(error);
     return;
   }
   run.crashed = true;
   run.error = error;
+  const stitching = stitchTrace(error, from);
+  if (stitching === undefined) cancelRun(run);
+  else run.core.driver.pauseWhile(stitching.then(() => cancelRun(run)));
+}
+
+/** Cancels every unfinished task of `run`, failing with `run.error`. */
+function cancelRun(run: Run): void {
+  const error = run.error;
   const message = crashMessage(error, run.aborted && error === run.abortReason);
   for (let t = run.first; t !== null;) {
     const next = t.next;

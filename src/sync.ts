@@ -8,7 +8,7 @@
 import type { Clock, Deadline } from "./clock.ts";
 import { type Coro, isCoro, WaitOn } from "./coro.ts";
 import { checkMs, describe } from "./messages.ts";
-import { isParkedOn, resume, type Task, taskOf, Wait, watch } from "./wait.ts";
+import { isParkedOn, resume, type Task, taskOf, timeLeft, Wait, watch } from "./wait.ts";
 
 /** Waits on an event without a timeout: one shared by all such waiters of the event. */
 class EventWait extends Wait {
@@ -22,6 +22,9 @@ class EventWait extends Wait {
   unpark(): void {
     // Left in the list: `resume` ignores a task that no longer waits here.
     dropStale(this.event);
+  }
+  override waitingFor(): string {
+    return eventLabel(this.event);
   }
 }
 
@@ -57,6 +60,18 @@ class TimedEventWait extends Wait implements Deadline {
   cancelDeadline(): void {
     this.#clock?.remove(this);
   }
+  override waitingFor(task: Task): string {
+    return `${eventLabel(this.event)} (${timeLeft(task, this.at)})`;
+  }
+}
+
+/** The barriers whose opening is the event (a snapshot says "Barrier", not "Event"). */
+const barrierOf = new WeakMap<Event, Barrier>();
+let arrivals: (barrier: Barrier) => string;
+
+function eventLabel(event: Event): string {
+  const barrier = barrierOf.get(event);
+  return barrier === undefined ? "Event" : arrivals(barrier);
 }
 
 let waitersOf: (event: Event) => (Task | TimedEventWait)[];
@@ -212,7 +227,11 @@ export interface Permit extends Disposable {
 class Permits {
   first: Acquire | null = null;
   last: Acquire | null = null;
-  constructor(public free: number) {}
+  constructor(
+    public free: number,
+    /** What a snapshot calls it: "Semaphore(2)", "Lock". */
+    readonly label: string = `Semaphore(${free})`,
+  ) {}
 
   enqueue(wait: Acquire): void {
     wait.prev = this.last;
@@ -278,6 +297,9 @@ class Acquire extends Wait {
   }
   unpark(): void {
     this.permits.remove(this);
+  }
+  override waitingFor(): string {
+    return this.permits.label;
   }
 }
 
@@ -386,11 +408,11 @@ function* acquiring(permits: Permits): Coro<Permit> {
  * ```
  */
 export class Lock {
-  #semaphore = new Semaphore(1);
+  #permits = new Permits(1, "Lock");
 
   /** Waits until the lock is free and returns the permit to hold it. */
   acquire(): Coro<Permit> {
-    return this.#semaphore.acquire();
+    return acquiring(this.#permits);
   }
 }
 
@@ -420,10 +442,15 @@ export class Barrier {
   #arrived = 0;
   #open = new Event();
 
+  static {
+    arrivals = (b) => `Barrier(${b.#value}): ${b.#arrived} arrived`;
+  }
+
   /** Makes a barrier that opens once `value` coroutines (a positive integer) have arrived. */
   constructor(value: number) {
     checkCount("new Barrier()", value);
     this.#value = value;
+    barrierOf.set(this.#open, this);
   }
 
   /**

@@ -680,6 +680,9 @@ class Call extends Wait {
   unpark(): void {
     this.pool.withdraw(this);
   }
+  override waitingFor(): string {
+    return this.state === SENT ? "thread" : this.state === STOPPING ? "thread (stopping)" : "thread (waiting for a free worker)";
+  }
 }
 
 /** The workers of `runInThread` or of one `ThreadPool`, and the calls waiting for one. */

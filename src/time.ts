@@ -16,6 +16,7 @@ import {
   start,
   stopWork,
   type Task,
+  timeLeft,
   unwatch,
   Wait,
   watch,
@@ -46,6 +47,9 @@ class Sleep extends Wait implements Deadline {
   }
   fire(): void {
     resume(this.#task!, this, undefined);
+  }
+  override waitingFor(task: Task): string {
+    return `sleep (${timeLeft(task, this.at)})`;
   }
 }
 
@@ -160,6 +164,10 @@ class Timeout<T> extends Wait implements Deadline {
   /** Its task waits on `coro` through it: a `stopWork` of that task stops `coro`'s work too. */
   override children(): readonly Task[] {
     return this.child === null ? [] : [this.child];
+  }
+
+  override waitingFor(task: Task, idOf: (task: Task) => number | undefined): string {
+    return `coroutine ${idOf(this.child!)} (timeout: ${timeLeft(task, this.at)})`;
   }
 
   /** `coro` ended: before the deadline, that is the result; after it, swallow its TimeoutError. */

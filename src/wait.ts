@@ -38,6 +38,7 @@ import {
 
 export { type Observer, type Run, type Task, taskOf, Wait } from "./task.ts";
 export { interrupt, primitive, stopWork } from "./core.ts";
+export { shieldingWait } from "./snapshot.ts";
 
 /** Resumes `task`, parked on `wait`, with `value`. Ignored if it no longer waits there. */
 export function resume(task: Task, wait: Wait, value: unknown): void {
@@ -62,6 +63,15 @@ export function fail(task: Task, wait: Wait, error: unknown): void {
   if (task.run.crashed) return;
   task.waitingOn = null;
   throwInto(task, error);
+}
+
+/**
+ * How long until `at`, on `task`'s clock, for a wait's `waitingFor`:
+ * "40 ms left", or "forever" for a deadline of `Infinity`.
+ */
+export function timeLeft(task: Task, at: number): string {
+  if (at === Infinity) return "forever";
+  return `${Math.max(0, Math.round(at - task.clock.now()))} ms left`;
 }
 
 /** True while `task` is parked on `wait` (neither resumed, failed nor unparked). */
@@ -159,6 +169,8 @@ export interface NestedEnd {
 
 /** A nested loop, as `startNested` returns it. */
 export interface Nested {
+  /** The task of its coroutine. */
+  readonly root: Task;
   /**
    * The task waiting on it stopped waiting (cancelled, timed out): cancel
    * every coroutine of the nested loop with a CancelledError of `message`.
@@ -182,7 +194,7 @@ export function startNested(
   exceptionGroup: boolean | undefined,
   onEnd: (end: NestedEnd) => void,
 ): Nested {
-  const core = new Core(task.clock, task.run.core.driver);
+  const core = new Core(task.clock, task.run.core.driver, task);
   let abandoned = false; // `cancel` was called: the nested run is being torn down
   let reportErrors = false; // the errors of that teardown are the outer run's
   const nested = core.startRun(coro, exceptionGroup, (run: Run) => {
@@ -198,6 +210,7 @@ export function startNested(
     }
   });
   return {
+    root: nested.root!,
     cancel(message: string): void {
       if (nested.ended) return;
       abandoned = true;
