@@ -62,9 +62,10 @@ export class Driver {
   #wakeUp: (() => void) | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined = undefined;
   // While paused (see `pauseWhile`): how many pauses are on, the real run
-  // queue kept aside, and what `drive` waits for.
+  // queue kept aside, the tasks queued meanwhile, and what `drive` waits for.
   #pauses = 0;
   #kept: [(Task | undefined)[], number, number, number] | null = null;
+  #queuedMeanwhile: Task[] = [];
   #paused: Promise<void> | null = null;
   #unpause: (() => void) | null = null;
 
@@ -101,6 +102,13 @@ export class Driver {
   }
 
   #grow(): void {
+    if (this.#kept !== null) {
+      // Paused: the ring is one slot, full at every enqueue. Keep the task
+      // aside, so that a step going on cannot take it (see `pauseWhile`).
+      this.#queuedMeanwhile.push(this.#queue[0]!);
+      this.#queue[0] = undefined;
+      return;
+    }
     const old = this.#queue;
     const n = old.length;
     // The ring is full: head === tail. Unroll it into a twice larger array.
@@ -118,26 +126,28 @@ export class Driver {
   /**
    * Steps nothing until `work` settles: a snapshot, a stitched trace or a
    * cycle's error is reading where suspended generators are (src/inspect.ts),
-   * and a step would move them. Nothing is tested per step for it: the run
-   * queue is swapped for an empty one, so `#steps` runs out of tasks and
-   * `drive` waits at its next turn. Tasks queued meanwhile (by host
-   * callbacks: a timer, a promise, a worker) go to the back of the real queue
-   * when it comes back. Pauses may overlap; stepping resumes after the last.
+   * and a step would move them. Nothing is tested per step or per wake-up
+   * for it: the run queue is swapped for an empty ring of one slot, so
+   * `#steps` runs out of tasks (after the step going on, if one is) and
+   * `drive` waits at its next turn; a task queued meanwhile (by that step, a
+   * deadline, a host callback) fills the ring, and `#grow`, which a full ring
+   * calls anyway, keeps it aside. Those go to the back of the real queue when
+   * it comes back. Pauses may overlap; stepping resumes after the last.
    */
   pauseWhile(work: Promise<unknown>): void {
     if (this.#pauses++ === 0) {
       this.#kept = [this.#queue, this.#head, this.#tail, this.#mask];
-      this.#queue = new Array(16);
-      this.#head = this.#tail = 0;
-      this.#mask = 15;
+      this.#queue = [undefined];
+      this.#head = this.#tail = this.#mask = 0;
       this.#paused = new Promise<void>((resolve) => this.#unpause = resolve);
     }
     const resume = () => {
       if (--this.#pauses !== 0) return;
-      const queuedMeanwhile = this.queued();
       [this.#queue, this.#head, this.#tail, this.#mask] = this.#kept!;
       this.#kept = this.#paused = null;
-      for (const task of queuedMeanwhile) this.enqueue(task);
+      const meanwhile = this.#queuedMeanwhile;
+      this.#queuedMeanwhile = [];
+      for (const task of meanwhile) this.enqueue(task);
       this.#unpause!();
       this.wake();
     };
@@ -231,8 +241,6 @@ export class Driver {
         last = now;
         countdown = this.#stride;
         for (const run of this.runs) if (run.aborted && !run.crashed) return;
-        // Paused by the step before (see `pauseWhile`): what fired just now waits too.
-        if (this.#paused !== null) return;
       }
     }
   }

@@ -145,7 +145,9 @@ export function alreadyRunning(): Error {
 export function cycleError(coroutines: string[]): Error {
   const n = coroutines.length;
   return new Error(
-    `Cycle detected: ${n === 1 ? "a coroutine waits on itself" : `${n} coroutines wait on each other`}` +
+    `Cycle detected: ${
+      n === 1 ? "a coroutine waits on itself" : `${n} coroutines wait on each other`
+    }` +
       ` (a coroutine waits, directly or through others, on itself), so none can finish: ` +
       `${coroutines.join("; ")}. Cancelling the run.`,
   );

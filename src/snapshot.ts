@@ -212,7 +212,7 @@ function waitersOf(task: Task, idOf: (task: Task) => number | undefined): number
   };
   if (task.waiter !== null) add(task.waiter);
   const more = task.moreWaiters;
-  if (more !== null) for (let i = 0; i < more.length; i += 2) add(more[i]);
+  if (more !== null) { for (let i = 0; i < more.length; i += 2) add(more[i]); }
   // The coroutine of an isolated loop is waited on by the outer coroutine parked on it.
   const host = task.run.core.host;
   if (host !== null && task.run.root === task) add(host);
@@ -240,7 +240,9 @@ function shieldedTasks(tasks: readonly Task[]): Set<Task> {
   const todo: Task[] = [];
   for (const t of tasks) {
     const on = t.waitingOn;
-    if (on instanceof Wait && shieldWaits.has(Object.getPrototypeOf(on))) todo.push(...on.children());
+    if (on instanceof Wait && shieldWaits.has(Object.getPrototypeOf(on))) {
+      todo.push(...on.children());
+    }
   }
   while (todo.length > 0) {
     const t = todo.pop()!;
@@ -248,8 +250,12 @@ function shieldedTasks(tasks: readonly Task[]): Set<Task> {
     found.add(t);
     const on = t.waitingOn;
     if (on instanceof Task) todo.push(on);
-    else if (on instanceof Gather) for (const c of on.slots) if (c instanceof Task) todo.push(c);
-    else if (on instanceof Wait) todo.push(...on.children());
+    else if (on instanceof Gather) {
+      for (const c of on.slots) {
+        if (c instanceof Task) todo.push(c);
+        else if (on instanceof Wait) todo.push(...on.children());
+      }
+    }
   }
   return found;
 }
@@ -304,7 +310,8 @@ export function formatSnapshot(infos: readonly CoroutineInfo[]): string {
     }
     return false;
   };
-  for (const info of infos) {
+  // (Latest first, so that in a circle of waiters the oldest is the one on top.)
+  for (const info of [...infos].sort((a, b) => b.id - a.id)) {
     if (parent.has(info.id)) continue;
     const waiter = info.waitedOnBy.find((w) => byId.has(w) && !isBelow(w, info.id));
     if (waiter !== undefined) parent.set(info.id, waiter);

@@ -681,7 +681,11 @@ class Call extends Wait {
     this.pool.withdraw(this);
   }
   override waitingFor(): string {
-    return this.state === SENT ? "thread" : this.state === STOPPING ? "thread (stopping)" : "thread (waiting for a free worker)";
+    return this.state === SENT
+      ? "thread"
+      : this.state === STOPPING
+      ? "thread (stopping)"
+      : "thread (waiting for a free worker)";
   }
 }
 

@@ -32,7 +32,10 @@ const OWN = /\/src\/trace\.[cm]?[jt]s$/.test(here) ? new URL(".", here).href : h
  * driver waits for before it cancels the waiters (a cancelled generator
  * forgets where it was). A thrown value that is not an Error is left alone.
  */
-export function stitchTrace(error: unknown, from: Task | Observer | null): Promise<void> | undefined {
+export function stitchTrace(
+  error: unknown,
+  from: Task | Observer | null,
+): Promise<void> | undefined {
   if (!(error instanceof Error)) return undefined;
   const chain: Task[] = [];
   for (let w = from; w !== null && chain.length < MAX_FRAMES;) {
@@ -74,8 +77,13 @@ function writeStack(error: Error, stack: string, waiters: Position[]): void {
   const frames: string[] = [];
   for (const { name, location } of waiters) {
     if (location?.startsWith(OWN)) continue; // a coroutine of the library (`fromPromise` …)
-    if (location !== undefined) frames.push(`    at ${name === undefined ? "" : `${name} (`}${location}${name === undefined ? "" : ")"}`);
-    else if (name !== undefined) frames.push(`    at ${name} (unknown location)`);
+    if (location !== undefined) {
+      frames.push(
+        `    at ${name === undefined ? "" : `${name} (`}${location}${
+          name === undefined ? "" : ")"
+        }`,
+      );
+    } else if (name !== undefined) frames.push(`    at ${name} (unknown location)`);
   }
   kept.splice(at < 0 ? kept.length : at, 0, ...frames);
   const text = kept.join("\n");
