@@ -716,7 +716,7 @@ export function crash(run: Run, error: unknown, from: Task | Observer | null = n
   }
   run.crashed = true;
   run.error = error;
-  const stitching = stitchTrace(error, from);
+  const stitching = stitchTrace(run, error, from);
   if (stitching === undefined) cancelRun(run);
   else run.core.driver.pauseWhile(stitching.then(() => cancelRun(run)));
 }

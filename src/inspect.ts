@@ -138,7 +138,6 @@ export async function readPositions(gens: readonly object[]): Promise<Position[]
     try {
       array = ((await post("Runtime.evaluate", {
         expression: 'globalThis[Symbol.for("tinyio.inspect")]',
-        objectGroup: "tinyio",
       })) as { result: RemoteObject }).result;
     } finally {
       delete handoff[HANDOFF];
@@ -207,7 +206,7 @@ export async function readPositions(gens: readonly object[]): Promise<Position[]
       await post("Debugger.setSkipAllPauses", { skip: true });
       await post("Debugger.disable", {});
     }
-    await post("Runtime.releaseObjectGroup", { objectGroup: "tinyio" });
+    // (Closing the session releases the objects it was handed.)
   } catch {
     // No inspector here after all, or it failed: what was read stands.
   } finally {

@@ -605,10 +605,10 @@ test("stitched trace: the waiters are cancelled after their positions are read, 
   assert.equal(spinsAtCancel, spinsAtThrow);
 });
 
-test("stitched trace: a coroutine with two waiters ends the chain; an isolated loop's error is stitched up to its coroutine", async () => {
+test("stitched trace: a coroutine with two waiters ends the chain", async () => {
   function* shared(): Coro<void> {
     yield* sleep(1);
-    throw new Error("shared");
+    throw new Error("shared"); // @shared
   }
   function* one(c: Coro<void>): Coro<void> {
     yield c;
@@ -617,14 +617,27 @@ test("stitched trace: a coroutine with two waiters ends the chain; an isolated l
   const diamond = await new Loop().run(function* () {
     yield [one(c), one(c)];
   }()).catch((e) => e);
-  assert.equal(diamond.stack.split("\n").length, 2, diamond.stack); // the message and `at shared`
+  assert.equal(diamond.stack, `Error: shared\n    at shared (${import.meta.url}:${lineOf("shared")}:11)`);
+});
 
-  function* outer(): Coro<Error> {
-    const [error] = yield* isolate(middle()); // @isolated
+test("stitched trace: an isolated loop's error loses the loop's frames but is not stitched, until it fails the outer run", async () => {
+  function* isolated(): Coro<Error> {
+    const [error] = yield* isolate(middle());
     return error as Error;
   }
-  const inside = await new Loop().run(outer());
-  assert.deepEqual(inside.stack!.split("\n").slice(2), [`    at middle (${at("middle")})`]);
+  const inside = await new Loop().run(isolated());
+  const leafFrame = `    at leaf (${import.meta.url}:${lineOf("throw")}:9)`;
+  assert.equal(inside.stack, `Error: boom\n${leafFrame}`);
+
+  function* rethrows(): Coro<void> {
+    const [error] = yield* isolate(middle());
+    throw error;
+  }
+  function* caller(): Coro<void> {
+    yield rethrows(); // @caller
+  }
+  const outer = await new Loop().run(caller()).catch((e) => e);
+  assert.equal(outer.stack, `Error: boom\n${leafFrame}\n    at caller (${at("caller")})`);
 });
 
 test("stitched trace: at most 64 frames; a chain 10 000 deep fails in bounded time without overflowing the stack", async () => {
