@@ -23,9 +23,13 @@ function* spin(n: number): Coro<number> {
   return n;
 }
 
-Deno.bench("tinyio: bare yield, 100 000 steps, before any snapshot", { group: "steps" }, async () => {
-  await new Loop().run(spin(STEPS));
-});
+Deno.bench(
+  "tinyio: bare yield, 100 000 steps, before any snapshot",
+  { group: "steps" },
+  async () => {
+    await new Loop().run(spin(STEPS));
+  },
+);
 
 // --- snapshots ------------------------------------------------------------------
 
@@ -51,9 +55,13 @@ Deno.bench("snapshot of 1 000 coroutines", { group: "snapshot" }, () => snapshot
 
 // --- the steps again, after the snapshots --------------------------------------------
 
-Deno.bench("tinyio: bare yield, 100 000 steps, after the snapshots", { group: "steps" }, async () => {
-  await new Loop().run(spin(STEPS));
-});
+Deno.bench(
+  "tinyio: bare yield, 100 000 steps, after the snapshots",
+  { group: "steps" },
+  async () => {
+    await new Loop().run(spin(STEPS));
+  },
+);
 
 // --- failures ---------------------------------------------------------------------
 

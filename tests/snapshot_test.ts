@@ -617,7 +617,10 @@ test("stitched trace: a coroutine with two waiters ends the chain", async () => 
   const diamond = await new Loop().run(function* () {
     yield [one(c), one(c)];
   }()).catch((e) => e);
-  assert.equal(diamond.stack, `Error: shared\n    at shared (${import.meta.url}:${lineOf("shared")}:11)`);
+  assert.equal(
+    diamond.stack,
+    `Error: shared\n    at shared (${import.meta.url}:${lineOf("shared")}:11)`,
+  );
 });
 
 test("stitched trace: an isolated loop's error loses the loop's frames but is not stitched, until it fails the outer run", async () => {
