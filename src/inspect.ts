@@ -109,6 +109,9 @@ const mappers = new Map<string, Promise<Mapper | null>>();
 type Mapper = (line: number, column: number) => string | undefined;
 
 let inspectorModule: Promise<{ Session: new () => Session }> | undefined;
+// Named through a variable, so that a bundler for a browser does not try to
+// resolve it: it is imported only where `inspectorAllowed()` says it exists.
+const INSPECTOR = "node:inspector";
 
 /** Where the generators are handed to the inspector, for as long as one reading takes. */
 const HANDOFF = Symbol.for("tinyio.inspect");
@@ -124,9 +127,8 @@ export async function readPositions(gens: readonly object[]): Promise<Position[]
   const found: { state: string; scriptId: string; line: number; column: number }[] = [];
   let session: Session | undefined;
   try {
-    const { Session } = await (inspectorModule ??= import("node:inspector") as Promise<
-      { Session: new () => Session }
-    >);
+    inspectorModule ??= import(INSPECTOR) as Promise<{ Session: new () => Session }>;
+    const { Session } = await inspectorModule;
     session = new Session();
     session.connect();
     const post = postOf(session);

@@ -148,8 +148,8 @@ export class Loop {
    * inspector: in Deno they need `--allow-sys` (and, for `.ts` files,
    * `--allow-read` and `--allow-env` to find the source maps in Deno's
    * cache); without them they are absent, never prompted for. While they are
-   * read, in about a millisecond per thousand coroutines, the loop steps
-   * nothing, so that they agree with the states.
+   * read, about 50 µs a coroutine, the loop steps nothing, so that they agree
+   * with the states.
    *
    * @example
    * ```ts

@@ -319,7 +319,9 @@ export function formatSnapshot(infos: readonly CoroutineInfo[]): string {
   const children = new Map<number | undefined, CoroutineInfo[]>();
   for (const info of [...infos].sort((a, b) => a.id - b.id)) {
     const p = parent.get(info.id);
-    children.set(p, [...children.get(p) ?? [], info]);
+    const siblings = children.get(p);
+    if (siblings === undefined) children.set(p, [info]);
+    else siblings.push(info);
   }
   const lines: string[] = [];
   // Depth first, without recursion: a chain may be thousands deep.

@@ -19,9 +19,11 @@ import { type Observer, type Run, Task } from "./task.ts";
 const MAX_FRAMES = 64;
 
 // The loop's own files: this module's directory (src/), or, bundled, this
-// very file. A frame in them is the loop's, not the user's.
+// very file. A frame in them is the loop's, not the user's. Bun names a
+// local file by its path in stack frames, not by its URL.
 const here = import.meta.url;
 const OWN = /\/src\/trace\.[cm]?[jt]s$/.test(here) ? new URL(".", here).href : here;
+const OWN_PATH = OWN.startsWith("file:") ? decodeURIComponent(new URL(OWN).pathname) : OWN;
 
 /**
  * Removes the loop's frames from the stack of `error`, failing `run`, and,
@@ -130,7 +132,7 @@ function rewritten(stack: string, frames: string[]): string {
 const FRAME = /^\s+at /;
 
 function isOwnFrame(line: string): boolean {
-  return FRAME.test(line) && line.includes(OWN);
+  return FRAME.test(line) && (line.includes(OWN) || line.includes(OWN_PATH));
 }
 
 /** A frame of native code: `at leaf.next (<anonymous>)`, `at new Promise (<anonymous>)`. */
