@@ -1,35 +1,16 @@
 /**
  * What seeing inside costs: a snapshot, a failing run whose trace is
- * stitched, a failing `isolate` in a retry loop, and the step rate of a loop
- * before and after snapshots (the inspector must leave no lasting cost).
- * Run it twice, to see both paths:
+ * stitched, a failing `isolate` in a retry loop (bench/inspect_steps.ts
+ * checks that a loop steps as fast after a snapshot as before). Run it
+ * twice, to see both paths:
  *
  *     deno bench --allow-sys --allow-read --allow-env bench/inspect_bench.ts
  *     deno bench bench/inspect_bench.ts   # no inspector: nothing is read
- *
- * The benches run in the order written: the step rate before any snapshot,
- * then snapshots (each opens an inspector session, enables the Debugger
- * domain once and closes it), then the step rate again.
  *
  * @module
  */
 
 import { type Coro, Event, fromPromise, isolate, Loop } from "../mod.ts";
-
-const STEPS = 100_000;
-
-function* spin(n: number): Coro<number> {
-  for (let i = 0; i < n; i++) yield;
-  return n;
-}
-
-Deno.bench(
-  "tinyio: bare yield, 100 000 steps, before any snapshot",
-  { group: "steps" },
-  async () => {
-    await new Loop().run(spin(STEPS));
-  },
-);
 
 // --- snapshots ------------------------------------------------------------------
 
@@ -52,16 +33,6 @@ async function snapshotOf(n: number): Promise<void> {
 
 Deno.bench("snapshot of 10 coroutines", { group: "snapshot" }, () => snapshotOf(10));
 Deno.bench("snapshot of 1 000 coroutines", { group: "snapshot" }, () => snapshotOf(1_000));
-
-// --- the steps again, after the snapshots --------------------------------------------
-
-Deno.bench(
-  "tinyio: bare yield, 100 000 steps, after the snapshots",
-  { group: "steps" },
-  async () => {
-    await new Loop().run(spin(STEPS));
-  },
-);
 
 // --- failures ---------------------------------------------------------------------
 
