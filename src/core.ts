@@ -717,8 +717,9 @@ export function crash(run: Run, error: unknown, from: Task | Observer | null = n
   run.crashed = true;
   run.error = error;
   const stitching = stitchTrace(run, error, from);
-  if (stitching === undefined) cancelRun(run);
-  else run.core.driver.pauseWhile(stitching.then(() => cancelRun(run)));
+  const cancel = () => cancelRun(run);
+  if (stitching === undefined) cancel();
+  else run.core.driver.pauseWhile(stitching.then(cancel, cancel)); // cancelled whatever happens
 }
 
 /** Cancels every unfinished task of `run`, failing with `run.error`. */

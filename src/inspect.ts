@@ -201,7 +201,12 @@ export async function readPositions(gens: readonly object[]): Promise<Position[]
     // Script ids become URLs through the Debugger domain, which lists every
     // script when enabled (milliseconds): only when a script is new.
     if (found.some((f) => f !== undefined && !scripts.has(f.scriptId))) {
-      session.on("Debugger.scriptParsed", (m) => scripts.set(m.params.scriptId, m.params));
+      session.on(
+        "Debugger.scriptParsed",
+        ({ params: { scriptId, url, sourceMapURL, hash, length } }) => {
+          scripts.set(scriptId, { scriptId, url, sourceMapURL, hash, length });
+        },
+      );
       await post("Debugger.enable", {});
       // Never stop at a `debugger` statement while enabled: in-process, a
       // paused thread could not resume itself.

@@ -87,6 +87,14 @@ function framesOf(positions: Position[]): string[] {
  * stack that cannot be redefined (a frozen error) is left as it is.
  */
 function rewriteStack(error: Error, frames: string[]): void {
+  try {
+    lazilyRewrite(error, frames);
+  } catch {
+    // an exotic error (a proxy, a throwing getter) keeps its stack
+  }
+}
+
+function lazilyRewrite(error: Error, frames: string[]): void {
   const own = Object.getOwnPropertyDescriptor(error, "stack");
   if (own === undefined || !own.configurable) return;
   const settle = (target: object, stack: unknown) => {
@@ -171,5 +179,5 @@ export function cycleFailure(cycle: Task[]): Error | Promise<Error> {
   return readPositions(generators.map((t) => t.gen)).then((positions) => {
     const at = new Map(generators.map((t, i) => [t, positions[i]]));
     return describe(cycle.map((t) => at.get(t)));
-  });
+  }, () => describe([]));
 }
