@@ -164,7 +164,7 @@ function infoOf(
 function stateOf(task: Task, shielded: Set<Task>): CoroutineInfo["state"] {
   // A task of a failing run that is not shielded has its CancelledError
   // coming, or is handling it; so has one queued to have a CancelledError
-  // thrown in (the coroutine waiting on a cancelled isolate).
+  // thrown in (one waiting on an isolate whose loop was cancelled).
   if (task.run.crashed && !shielded.has(task)) return "cancelling";
   if (task.state === THROWING && task.value instanceof CancelledError) return "cancelling";
   if (task.state <= FAILING) return "queued";
@@ -194,7 +194,7 @@ export function waitingFor(task: Task, idOf: (task: Task) => number | undefined)
 }
 
 /** "coroutine 4", "coroutines 4, 7" (repeats once), at most 10 ids and how many more. */
-export function coroutines(ids: number[]): string {
+function coroutines(ids: number[]): string {
   const unique = [...new Set(ids)];
   if (unique.length === 1) return `coroutine ${unique[0]}`;
   const shown = unique.slice(0, 10).join(", ");

@@ -120,14 +120,20 @@ function lazilyRewrite(error: Error, frames: string[]): void {
   });
 }
 
-/** `stack` without the loop's frames, with `frames` where they were (else at the end). */
+/**
+ * `stack` without the loop's frames, with `frames` where they were (else at
+ * the end). Below the loop's frames come those of whoever called the loop:
+ * the code that called `run()` (in its first turn), which stays, or the
+ * host's event loop (a timer, a promise job), which goes too.
+ */
 function rewritten(stack: string, frames: string[]): string {
   const lines = stack.split("\n");
   const kept: string[] = [];
   let at = -1;
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
-    if (isOwnFrame(line) || isNativeFrame(line) && callerIsOwn(lines, i)) {
+    const own = isOwnFrame(line) || isNativeFrame(line) && callerIsOwn(lines, i);
+    if (own || at >= 0 && isHostFrame(line)) {
       if (at < 0) at = kept.length;
       continue;
     }
@@ -146,6 +152,13 @@ function isOwnFrame(line: string): boolean {
 /** A frame of native code: `at leaf.next (<anonymous>)`, `at new Promise (<anonymous>)`. */
 function isNativeFrame(line: string): boolean {
   return FRAME.test(line) && line.endsWith("(<anonymous>)");
+}
+
+/** A frame of the runtime itself: Deno's `ext:`, Node's `node:`, Bun's `native:`, or native code. */
+function isHostFrame(line: string): boolean {
+  return FRAME.test(line) &&
+    (/\((ext|node|native):/.test(line) || /at (ext|node|native):/.test(line) ||
+      line.endsWith("(<anonymous>)"));
 }
 
 /** True if the frame below line `i` (its caller), past native ones, is the loop's: the loop resumed a generator there. */

@@ -643,6 +643,32 @@ test("stitched trace: an isolated loop's error loses the loop's frames but is no
   assert.equal(outer.stack, `Error: boom\n${leafFrame}\n    at caller (${at("caller")})`);
 });
 
+test("stitched trace: two loops failing at once each get their own waiters' frames", async () => {
+  function* failsA(): Coro<void> {
+    yield* sleep(1);
+    throw new Error("A");
+  }
+  function* waitsA(): Coro<void> {
+    yield failsA(); // @waitsA
+  }
+  function* failsB(): Coro<void> {
+    yield* sleep(1);
+    throw new Error("B");
+  }
+  function* waitsB(): Coro<void> {
+    yield failsB(); // @waitsB
+  }
+  const errors = await Promise.all(
+    [waitsA(), waitsB(), waitsA(), waitsB()].map((c) => new Loop().run(c).catch((e) => e)),
+  );
+  assert.deepEqual(
+    errors.map((e) => e.stack.split("\n").at(-1)),
+    [at("waitsA"), at("waitsB"), at("waitsA"), at("waitsB")].map((l, i) =>
+      `    at ${i % 2 === 0 ? "waitsA" : "waitsB"} (${l})`
+    ),
+  );
+});
+
 test("stitched trace: at most 64 frames; a chain 10 000 deep fails in bounded time without overflowing the stack", async () => {
   function* chain(n: number): Coro<void> {
     if (n === 0) {
