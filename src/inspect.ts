@@ -34,6 +34,8 @@ export interface Position {
   name?: string;
   /** Where it is suspended: `url:line:column`, counted from 1 as in stack traces. */
   location?: string;
+  /** The URL of the script it is suspended in, even when the position cannot be mapped. */
+  script?: string;
 }
 
 // The few runtime APIs used here, typed structurally (no Deno or Node types
@@ -236,6 +238,7 @@ export async function readPositions(gens: readonly object[]): Promise<Position[]
     if (f === undefined || f.state === "closed") return; // a closed generator reports its start
     const script = scripts.get(f.scriptId);
     if (script === undefined || script.url === "") return;
+    out[i].script = script.url;
     const mapper = await mapperOf(script);
     const location = mapper?.(f.line, f.column);
     if (location !== undefined) out[i].location = location;

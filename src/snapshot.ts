@@ -137,9 +137,15 @@ export function snapshot(core: Core): Promise<CoroutineInfo[]> {
 
 /** `info` with the name and location of `position`, in the field order of CoroutineInfo. */
 function withPosition(info: CoroutineInfo, position: Position | undefined): CoroutineInfo {
-  if (position?.name === undefined && position?.location === undefined) return info;
+  const { name, location } = position ?? {};
+  if (name === undefined && location === undefined) return info;
   const { id, ...rest } = info;
-  return { id, ...position, ...rest };
+  return {
+    id,
+    ...(name === undefined ? {} : { name }),
+    ...(location === undefined ? {} : { location }),
+    ...rest,
+  };
 }
 
 function infoOf(

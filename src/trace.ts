@@ -70,8 +70,8 @@ export function stitchTrace(
 /** The stack frames of the waiters at `positions`: a coroutine of the library (`fromPromise` …) has none. */
 function framesOf(positions: Position[]): string[] {
   const frames: string[] = [];
-  for (const { name, location } of positions) {
-    if (location?.startsWith(OWN)) continue;
+  for (const { name, location, script } of positions) {
+    if (script?.startsWith(OWN) || location?.startsWith(OWN)) continue;
     if (location === undefined) {
       if (name !== undefined) frames.push(`    at ${name} (unknown location)`);
     } else {
