@@ -12,7 +12,10 @@
  * wait must let go of it. Work outside the loop that a run must not outlive
  * (a worker, a promise) is announced with {@linkcode hold} and
  * {@linkcode release}; a wait that waits on coroutines does it through
- * {@linkcode start} and {@linkcode watch}.
+ * {@linkcode start} and {@linkcode watch}. A wait says what its task waits
+ * for in a snapshot with its `waitingFor` method (default: its class name;
+ * {@linkcode timeLeft} words a deadline), and a shield's wait is marked with
+ * {@linkcode shieldingWait}.
  *
  * Of a {@linkcode Task}, a primitive reads only `ended`, `succeeded`, `value`
  * once ended (the result, or the error), `clock`, and `run` as an identity
