@@ -32,6 +32,7 @@ export { asCompleted, Barrier, Event, Lock, type Permit, Semaphore } from "./src
 export { fromPromise, toPromise } from "./src/promise.ts";
 export { copy, isolate } from "./src/isolate.ts";
 export { main } from "./src/main.ts";
+export { type CoroutineInfo, formatSnapshot } from "./src/snapshot.ts";
 export {
   cancelled,
   runInThread,

@@ -17,7 +17,6 @@ import * as states from "./task.ts";
 import { Gather, type Observer, Run, Task, taskOf, Wait } from "./task.ts";
 import {
   crashMessage,
-  cycleError,
   foreign,
   invalidElement,
   invalidYield,
@@ -25,6 +24,7 @@ import {
   stoppedMessage,
   waiterCancelledMessage,
 } from "./messages.ts";
+import { cycleFailure, stitchTrace } from "./trace.ts";
 
 // The core steps generators through these, not `gen.next(v)`, so that the
 // compiled step survives the death of a generator function's last generator
@@ -71,6 +71,13 @@ export class Driver {
   holds = 0;
   #wakeUp: (() => void) | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined = undefined;
+  // While paused (see `pauseWhile`): how many pauses are on, the real run
+  // queue kept aside, the tasks queued meanwhile, and what `drive` waits for.
+  #pauses = 0;
+  #kept: [(Task | undefined)[], number, number, number] | null = null;
+  #queuedMeanwhile: Task[] = [];
+  #paused: Promise<void> | null = null;
+  #unpause: (() => void) | null = null;
 
   /**
    * Called, if set, whenever a driver comes to rest (no task is being
@@ -104,6 +111,13 @@ export class Driver {
   }
 
   #grow(): void {
+    if (this.#kept !== null) {
+      // Paused: the ring is one slot, full at every enqueue. Keep the task
+      // aside, so that a step going on cannot take it (see `pauseWhile`).
+      this.#queuedMeanwhile.push(this.#queue[0]!);
+      this.#queue[0] = undefined;
+      return;
+    }
     const old = this.#queue;
     const n = old.length;
     // The ring is full: head === tail. Unroll it into a twice larger array.
@@ -118,15 +132,51 @@ export class Driver {
     if (this.#wakeUp !== null) this.#wakeUp();
   }
 
+  /**
+   * Steps nothing until `work` settles: a snapshot, a stitched trace or a
+   * cycle's error is reading where suspended generators are (src/inspect.ts),
+   * and a step would move them. Nothing is tested per step or per wake-up
+   * for it: the run queue is swapped for an empty ring of one slot, so
+   * `#steps` runs out of tasks (after the step going on, if one is) and
+   * `drive` waits at its next turn; a task queued meanwhile (by that step, a
+   * deadline, a host callback) fills the ring, and `#grow`, which a full ring
+   * calls anyway, keeps it aside. Those go to the back of the real queue when
+   * it comes back. Pauses may overlap; stepping resumes after the last.
+   */
+  pauseWhile(work: Promise<unknown>): void {
+    if (this.#pauses++ === 0) {
+      this.#kept = [this.#queue, this.#head, this.#tail, this.#mask];
+      this.#queue = [undefined];
+      this.#head = this.#tail = this.#mask = 0;
+      this.#paused = new Promise<void>((resolve) => this.#unpause = resolve);
+    }
+    const resume = () => {
+      if (--this.#pauses !== 0) return;
+      [this.#queue, this.#head, this.#tail, this.#mask] = this.#kept!;
+      this.#kept = this.#paused = null;
+      const meanwhile = this.#queuedMeanwhile;
+      this.#queuedMeanwhile = [];
+      for (const task of meanwhile) this.enqueue(task);
+      this.#unpause!();
+      this.wake();
+    };
+    work.then(resume, resume);
+  }
+
   /** Steps the runs of this driver until `top` has ended. */
   async drive(top: Run): Promise<void> {
     const clock = this.clock;
     let hopped = performance.now(); // when a run of virtual jumps last returned to the host
     let jumps = 0; // virtual jumps since then
     for (;;) {
+      if (this.#paused !== null) {
+        await this.#paused; // see `pauseWhile`
+        continue;
+      }
       if (top.aborted && !top.crashed) crash(top, top.abortReason);
       this.#steps(clock);
       if (top.ended) break;
+      if (this.#paused !== null) continue;
       // Aborted during those steps (its wake-up came while awake): crash now, don't sleep.
       if (top.aborted && !top.crashed) continue;
       if (this.#head !== this.#tail) {
@@ -214,14 +264,20 @@ export class Driver {
     }
   }
 
-  /** Fails every run that has a cycle of tasks waiting on each other. */
+  /**
+   * Fails every run that has a cycle of tasks waiting on each other. The
+   * error names them; with the inspector, reading their names pauses the
+   * driver and the run fails after.
+   */
   #failCycles(): boolean {
     let found = false;
     for (const run of this.runs) {
       const cycle = findCycle(run);
-      if (cycle !== 0) {
+      if (cycle !== null) {
         found = true;
-        crash(run, cycleError(cycle));
+        const error = cycleFailure(cycle);
+        if (error instanceof Promise) this.pauseWhile(error.then((e) => crash(run, e)));
+        else crash(run, error);
       }
     }
     return found;
@@ -249,7 +305,12 @@ export class Core {
   /** True while a `run` of this core's loop is in progress. */
   running = false;
 
-  constructor(readonly clock: Clock, readonly driver: Driver) {}
+  constructor(
+    readonly clock: Clock,
+    readonly driver: Driver,
+    /** A nested loop's (`isolate`): the task of the outer loop that it runs for. */
+    readonly host: Task | null = null,
+  ) {}
 
   /** Starts `coro` as the root of a new run of this core. */
   startRun(coro: Coro, exceptionGroup: boolean | undefined, onEnd: (run: Run) => void): Run {
@@ -264,12 +325,12 @@ export class Core {
 // The cycle check: only when nothing at all can wake the loop.
 
 /**
- * Returns the length of a waiting cycle among `run`'s tasks, or 0. It follows
- * every wait on coroutines: a single one, a gather, and the waits that wait on
- * coroutines for their task (a timeout's, a shield's), so a cycle through a
- * shield is a cycle too.
+ * Returns a waiting cycle among `run`'s tasks (each waits on the next, the
+ * last on the first), or null. It follows every wait on coroutines: a single
+ * one, a gather, and the waits that wait on coroutines for their task (a
+ * timeout's, a shield's), so a cycle through a shield is a cycle too.
  */
-function findCycle(run: Run): number {
+function findCycle(run: Run): Task[] | null {
   const depth = new Map<Task, number>(); // on the current path: its depth; done: -1
   for (let t = run.first; t !== null; t = t.next) {
     if (depth.has(t)) continue;
@@ -292,10 +353,10 @@ function findCycle(run: Run): number {
         depth.set(child, path.length);
         path.push(child);
         todo.push(waitsOn(child));
-      } else if (d >= 0) return path.length - d;
+      } else if (d >= 0) return path.slice(d);
     }
   }
-  return 0;
+  return null;
 }
 
 /**
@@ -694,6 +755,9 @@ function endFailed(task: Task, error: unknown): (Task | Observer | number)[] {
  */
 function failed(task: Task, error: unknown): void {
   const run = task.run;
+  // Its only waiter, if it has one, read before `endFailed` forgets it: the
+  // stitched trace of the error goes up the waiters from there.
+  const waiter = task.moreWaiters === null ? task.waiter : null;
   const waiters = endFailed(task, error);
   const callers = errorIsWaiters(task);
   // Recorded before the waiters hear of it, so that a wait that passes it on
@@ -711,7 +775,7 @@ function failed(task: Task, error: unknown): void {
       if (w instanceof Task && w.state === WAITING) throwIntoWaiter(w, error);
     }
   } else {
-    if (!run.crashed) crash(run, error);
+    if (!run.crashed) crash(run, error, waiter);
     else if (callers) recordFailure(run, error);
     cancelWaiters(waiters, task, error);
   }
@@ -803,12 +867,25 @@ export function isRecorded(run: Run, error: unknown): boolean {
  * Fails `run` with `error`: every unfinished task of it gets a
  * `CancelledError` (cause: `error`) thrown in at its current yield — except
  * the shielded ones, and those waiting in a shield get theirs when it ends.
- * If it is failing already, `error` joins its other errors.
+ * If it is failing already, `error` joins its other errors. The loop's frames
+ * leave `error.stack` first, and given the failed task's only waiter (`from`),
+ * the frames of the waiters up from it join it (src/trace.ts): with the
+ * inspector, the driver pauses until their positions are read, since a
+ * cancelled generator forgets where it was; then they are cancelled.
  */
-export function crash(run: Run, error: unknown): void {
+export function crash(run: Run, error: unknown, from: Task | Observer | null = null): void {
   if (run.crashed) return record(run, error);
   run.crashed = true;
   run.error = error;
+  const stitching = stitchTrace(run, error, from);
+  const cancel = () => cancelRun(run);
+  if (stitching === undefined) cancel();
+  else run.core.driver.pauseWhile(stitching.then(cancel, cancel)); // cancelled whatever happens
+}
+
+/** Cancels every unfinished task of `run`, failing with `run.error`. */
+function cancelRun(run: Run): void {
+  const error = run.error;
   const message = crashMessage(error, run.aborted && error === run.abortReason);
   const tasks: Task[] = [];
   for (let t = run.first; t !== null; t = t.next) tasks.push(t);
@@ -1127,6 +1204,9 @@ export class Shield extends Wait {
   override children(): readonly Task[] {
     return this.child === null ? [] : [this.child];
   }
+  override waitingFor(_task: Task, idOf: (task: Task) => number | undefined): string {
+    return `shield (coroutine ${this.child === null ? "?" : idOf(this.child)})`;
+  }
 
   /** True if it keeps a cancellation off now: its coroutine runs, and does not wait on its caller (a cycle). */
   protects(): boolean {
@@ -1222,7 +1302,7 @@ function reachable(roots: readonly Task[]): Set<Task> {
  * on then, directly or through others. A shield whose coroutine waits on its
  * own caller protects nothing: a cycle through a shield is still a cycle.
  */
-function shieldedAmong(tasks: Iterable<Task>): Set<Task> {
+export function shieldedAmong(tasks: Iterable<Task>): Set<Task> {
   const shielded = new Set<Task>();
   for (const t of tasks) {
     const on = t.waitingOn;
@@ -1370,6 +1450,12 @@ export class Stop extends Wait {
   }
   override children(): readonly Task[] {
     return [...this.#pending];
+  }
+  override waitingFor(_task: Task, idOf: (task: Task) => number | undefined): string {
+    const ids = [...this.#pending].map(idOf).filter((id) => id !== undefined);
+    return ids.length === 1
+      ? `stopping (coroutine ${ids[0]})`
+      : `stopping (coroutines ${ids.join(", ")})`;
   }
 
   /** Waits for `task` to end, if it is being cancelled. */

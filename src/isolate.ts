@@ -60,6 +60,12 @@ class Isolation<T> extends Wait {
       "isolate(): the coroutine waiting on this isolated loop was cancelled",
     );
   }
+
+  override waitingFor(_task: Task, idOf: (task: Task) => number | undefined): string {
+    const root = this.#nested?.root;
+    const id = root === undefined ? undefined : idOf(root);
+    return id === undefined ? "isolated loop" : `isolated loop (coroutine ${id})`;
+  }
 }
 
 /**
@@ -129,6 +135,11 @@ class Replay extends Wait {
 
   unpark(): void {
     unwatch(this.original, this.#observer!);
+  }
+
+  override waitingFor(_task: Task, idOf: (task: Task) => number | undefined): string {
+    const id = idOf(this.original);
+    return id === undefined ? "a coroutine of another loop (copy)" : `coroutine ${id} (copy)`;
   }
 }
 

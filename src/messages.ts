@@ -165,11 +165,19 @@ export function alreadyRunning(): Error {
 
 // --- The run's own failures ---------------------------------------------------
 
-/** The error that fails a run whose tasks wait on each other in a cycle of `length`. */
-export function cycleError(length: number): Error {
+/**
+ * The error that fails a run whose tasks wait on each other in a cycle: one
+ * description per coroutine of it ("#3 fetchUser (at file:///…:4:3) waits for
+ * coroutine 5"), each waiting for the next and the last for the first.
+ */
+export function cycleError(coroutines: string[]): Error {
+  const n = coroutines.length;
   return new Error(
-    `Cycle detected: ${length} coroutine(s) wait on each other (a coroutine waits, ` +
-      `directly or through others, on itself), so none can finish. Cancelling the run.`,
+    `Cycle detected: ${
+      n === 1 ? "a coroutine waits on itself" : `${n} coroutines wait on each other`
+    }` +
+      ` (a coroutine waits, directly or through others, on itself), so none can finish: ` +
+      `${coroutines.join("; ")}. Cancelling the run.`,
   );
 }
 

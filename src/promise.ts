@@ -76,6 +76,10 @@ class PromiseWait<T> extends Wait {
     this.#held = false;
     release(task);
   }
+
+  override waitingFor(): string {
+    return "promise";
+  }
 }
 
 /**

@@ -7,7 +7,16 @@
 
 import { type Coro, isCoro, WaitOn } from "./coro.ts";
 import { checkMs, describe } from "./messages.ts";
-import { DeadlineWait, isParkedOn, resume, type Task, taskOf, Wait, watch } from "./wait.ts";
+import {
+  DeadlineWait,
+  isParkedOn,
+  resume,
+  type Task,
+  taskOf,
+  timeLeft,
+  Wait,
+  watch,
+} from "./wait.ts";
 
 /** Waits on an event without a timeout: one shared by all such waiters of the event. */
 class EventWait extends Wait {
@@ -21,6 +30,9 @@ class EventWait extends Wait {
   unpark(): void {
     // Left in the list: `resume` ignores a task that no longer waits here.
     dropStale(this.event);
+  }
+  override waitingFor(): string {
+    return eventLabel(this.event);
   }
 }
 
@@ -44,6 +56,18 @@ class TimedEventWait extends DeadlineWait {
     // never-set event would keep every timed-out waiter).
     dropStale(this.event);
   }
+  override waitingFor(task: Task): string {
+    return `${eventLabel(this.event)} (${timeLeft(task, this.at)})`;
+  }
+}
+
+/** The barriers whose opening is the event (a snapshot says "Barrier", not "Event"). */
+const barrierOf = new WeakMap<Event, Barrier>();
+let arrivals: (barrier: Barrier) => string;
+
+function eventLabel(event: Event): string {
+  const barrier = barrierOf.get(event);
+  return barrier === undefined ? "Event" : arrivals(barrier);
 }
 
 let waitersOf: (event: Event) => (Task | TimedEventWait)[];
@@ -199,7 +223,11 @@ export interface Permit extends Disposable {
 class Permits {
   first: Acquire | null = null;
   last: Acquire | null = null;
-  constructor(public free: number) {}
+  constructor(
+    public free: number,
+    /** What a snapshot calls it: "Semaphore(2)", "Lock". */
+    readonly label: string = `Semaphore(${free})`,
+  ) {}
 
   enqueue(wait: Acquire): void {
     wait.prev = this.last;
@@ -265,6 +293,9 @@ class Acquire extends Wait {
   }
   unpark(): void {
     this.permits.remove(this);
+  }
+  override waitingFor(): string {
+    return this.permits.label;
   }
 }
 
@@ -373,11 +404,11 @@ function* acquiring(permits: Permits): Coro<Permit> {
  * ```
  */
 export class Lock {
-  #semaphore = new Semaphore(1);
+  #permits = new Permits(1, "Lock");
 
   /** Waits until the lock is free and returns the permit to hold it. */
   acquire(): Coro<Permit> {
-    return this.#semaphore.acquire();
+    return acquiring(this.#permits);
   }
 }
 
@@ -407,10 +438,15 @@ export class Barrier {
   #arrived = 0;
   #open = new Event();
 
+  static {
+    arrivals = (b) => `Barrier(${b.#value}): ${b.#arrived} arrived`;
+  }
+
   /** Makes a barrier that opens once `value` coroutines (a positive integer) have arrived. */
   constructor(value: number) {
     checkCount("new Barrier()", value);
     this.#value = value;
+    barrierOf.set(this.#open, this);
   }
 
   /**

@@ -91,6 +91,16 @@ export abstract class Wait {
   children(): readonly Task[] {
     return NONE;
   }
+  /**
+   * What the parked `task` waits for, in a snapshot (`loop.snapshot()`) or a
+   * cycle's error: "sleep (40 ms left)", "Event", "Semaphore(2)", "thread",
+   * "promise". `idOf` gives the snapshot id of a coroutine of the loop (for
+   * "coroutine 7"), or undefined for one of another loop. Only inspection
+   * calls it, never the hot path. By default: the wait's class name.
+   */
+  waitingFor(_task: Task, _idOf: (task: Task) => number | undefined): string {
+    return this.constructor.name;
+  }
 }
 
 const NONE: readonly Task[] = Object.freeze([]);

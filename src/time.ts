@@ -15,6 +15,7 @@ import {
   start,
   stopWork,
   type Task,
+  timeLeft,
   unwatch,
   wakeLoop,
   watch,
@@ -34,6 +35,9 @@ class Sleep extends DeadlineWait {
   }
   fire(): void {
     resume(this.task!, this, undefined);
+  }
+  override waitingFor(task: Task): string {
+    return `sleep (${timeLeft(task, this.at)})`;
   }
 }
 
@@ -177,6 +181,15 @@ export class Timeout<T> extends DeadlineWait {
   #stopWatching(): void {
     this.clearDeadline();
     this.#waiting?.delete(this);
+  }
+
+  override waitingFor(task: Task, idOf: (task: Task) => number | undefined): string {
+    const until = this.signal === null
+      ? `timeout: ${timeLeft(task, this.at)}`
+      : this.signal.aborted
+      ? "cancellable: aborted, stopping"
+      : "cancellable";
+    return `coroutine ${idOf(this.child!)} (${until})`;
   }
 
   /** `coro` ended: before the deadline, that is the result; after it, swallow its TimeoutError. */

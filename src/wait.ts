@@ -15,7 +15,9 @@
  * that a stop waits for the release); a wait that waits on coroutines does it
  * through {@linkcode start} and {@linkcode watch}, and stops their work with
  * {@linkcode stopWork} (a timeout, a cancellable, a race). `shielding` makes
- * the coroutine of `shield()`, which the core itself handles.
+ * the coroutine of `shield()`, which the core itself handles. A wait says what
+ * its task waits for in a snapshot with its `waitingFor` method (default: its
+ * class name; {@linkcode timeLeft} words a deadline).
  *
  * Of a {@linkcode Task}, a primitive reads only `ended`, `succeeded`, `value`
  * once ended (the result, or the error), `clock`, and `run` as an identity
@@ -121,6 +123,15 @@ export abstract class DeadlineWait extends Wait implements Deadline {
   abstract fire(): void;
 }
 
+/**
+ * How long until `at`, on `task`'s clock, for a wait's `waitingFor`:
+ * "40 ms left", or "forever" for a deadline of `Infinity`.
+ */
+export function timeLeft(task: Task, at: number): string {
+  if (at === Infinity) return "forever";
+  return `${Math.max(0, Math.round(at - task.clock.now()))} ms left`;
+}
+
 /** True while `task` is parked on `wait` (neither resumed, failed nor unparked). */
 export function isParkedOn(task: Task, wait: Wait): boolean {
   return task.waitingOn === wait;
@@ -218,6 +229,8 @@ export interface NestedEnd {
 
 /** A nested loop, as `startNested` returns it. */
 export interface Nested {
+  /** The task of its coroutine. */
+  readonly root: Task;
   /**
    * The task waiting on it stopped waiting (cancelled, timed out): cancel
    * every coroutine of the nested loop with a CancelledError of `message`.
@@ -242,7 +255,7 @@ export function startNested(
   exceptionGroup: boolean | undefined,
   onEnd: (end: NestedEnd) => void,
 ): Nested {
-  const core = new Core(task.clock, task.run.core.driver);
+  const core = new Core(task.clock, task.run.core.driver, task);
   let abandoned = false; // `cancel` was called: the nested run is being torn down
   let reportErrors = false; // the errors of that teardown are the outer run's
   const nested = core.startRun(coro, exceptionGroup, (run: Run) => {
@@ -258,6 +271,7 @@ export function startNested(
     }
   });
   return {
+    root: nested.root!,
     cancel(message: string): boolean {
       if (nested.ended) return false;
       abandoned = true;
