@@ -774,9 +774,12 @@ function failed(task: Task, error: unknown): void {
       const w = waiters[i];
       if (w instanceof Task && w.state === WAITING) throwIntoWaiter(w, error);
     }
+  } else if (!run.crashed) {
+    // Its waiters that a shield keeps out of the crash hear of it once the
+    // crash has cancelled the rest (after the stitched trace is read, if one is).
+    crash(run, error, waiter, () => cancelWaiters(waiters, task, error));
   } else {
-    if (!run.crashed) crash(run, error, waiter);
-    else if (callers) recordFailure(run, error);
+    if (callers) recordFailure(run, error);
     cancelWaiters(waiters, task, error);
   }
   maybeEnd(run);
@@ -871,14 +874,26 @@ export function isRecorded(run: Run, error: unknown): boolean {
  * leave `error.stack` first, and given the failed task's only waiter (`from`),
  * the frames of the waiters up from it join it (src/trace.ts): with the
  * inspector, the driver pauses until their positions are read, since a
- * cancelled generator forgets where it was; then they are cancelled.
+ * cancelled generator forgets where it was; then they are cancelled, and
+ * then `then` runs.
  */
-export function crash(run: Run, error: unknown, from: Task | Observer | null = null): void {
+export function crash(
+  run: Run,
+  error: unknown,
+  from: Task | Observer | null = null,
+  then?: () => void,
+): void {
   if (run.crashed) return record(run, error);
   run.crashed = true;
   run.error = error;
   const stitching = stitchTrace(run, error, from);
-  const cancel = () => cancelRun(run);
+  const cancel = () => {
+    cancelRun(run);
+    if (then !== undefined) {
+      then();
+      maybeEnd(run);
+    }
+  };
   if (stitching === undefined) cancel();
   else run.core.driver.pauseWhile(stitching.then(cancel, cancel)); // cancelled whatever happens
 }

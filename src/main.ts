@@ -19,6 +19,7 @@ import { CancelledError } from "./errors.ts";
 import { type Coro, isCoro } from "./coro.ts";
 import { Loop } from "./loop.ts";
 import { describe } from "./messages.ts";
+import { formatSnapshot } from "./snapshot.ts";
 
 /** The exit code after a signal: 128 + its number, as shells report a process a signal ended. */
 const EXIT_CODES: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGBREAK: 149 };
@@ -248,21 +249,32 @@ function leads(error: unknown, reason: unknown): boolean {
 }
 
 /**
- * What `main` prints on a second signal: what is still running. Without
- * reaching into the loop it can say only how long the cleanup has run; once
- * loops can list their coroutines (`loop.snapshot()`), this is where
- * `formatSnapshot(await loop.snapshot())` goes.
+ * What `main` prints on a second signal: what is still running, as
+ * `formatSnapshot` draws it (names and lines with `--allow-sys`). A snapshot
+ * that takes over a second (an inspector that does not answer) is left out:
+ * the process must exit all the same.
  */
-// deno-lint-ignore require-await
 async function stillRunning(
-  _loop: Loop,
+  loop: Loop,
   signal: string,
   code: number,
   cleanupMs: number,
 ): Promise<string> {
-  return `main: ${signal} after ${(cleanupMs / 1000).toFixed(1)} s of cleanup: exiting with ` +
-    `code ${code} without waiting for the rest; the coroutines still running are stopped ` +
+  const header = `main: ${signal} after ${(cleanupMs / 1000).toFixed(1)} s of cleanup: exiting ` +
+    `with code ${code} without waiting for the rest; the coroutines still running are stopped ` +
     "where they are, and the finally blocks that have not run will not run.";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) =>
+    timer = setTimeout(() => resolve(undefined), 1_000)
+  );
+  try {
+    const infos = await Promise.race([loop.snapshot(), late]);
+    return infos === undefined
+      ? `${header}\n(what is still running could not be listed within a second)`
+      : `${header} Still running:\n${formatSnapshot(infos)}`;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 // ---------------------------------------------------------------------------

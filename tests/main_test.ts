@@ -68,6 +68,9 @@ for (const flags of [[], ["--allow-run"]]) {
         script.stderr,
         /^main: SIGINT after \d+\.\d s of cleanup: exiting with code 130 without waiting/m,
       );
+      // What is still running, as formatSnapshot draws it: the cleanup in its shield.
+      assert.match(script.stderr, /Still running:\n/);
+      assert.match(script.stderr, /#\d+.*cancelling, waiting for shield \(coroutine \d+\)/);
       assert.doesNotMatch(script.stderr, /blocked/);
     },
   );

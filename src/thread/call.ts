@@ -64,6 +64,15 @@ export class Call extends Wait {
     return this.pool.withdraw(this);
   }
 
+  /** What a snapshot says its coroutine waits for. */
+  override waitingFor(): string {
+    return this.state === SENT
+      ? "thread"
+      : this.state === STOPPING
+      ? "thread (stopping)"
+      : "thread (waiting for a free worker)";
+  }
+
   /** The pool has taken the call for `task`: its run holds until {@linkcode Call.releaseRun}. */
   holdRun(task: Task): void {
     this.task = task;
