@@ -922,6 +922,9 @@ function detach(task: Task): boolean {
   const on = task.waitingOn;
   task.waitingOn = null;
   task.value = undefined;
+  // Detached already: an unpark that fails the run (a nested loop whose
+  // teardown raised errors) cancels this task again from inside its detach.
+  if (on === null) return false;
   if (task.state === PARKED || task.state === WAITON_PARKED) {
     return (on as Wait).unpark(task) === true;
   }

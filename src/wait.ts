@@ -262,7 +262,7 @@ export function startNested(
     if (abandoned) {
       // Errors raised while cancelling the nested coroutines are errors raised
       // while cancelling the outer task, as they would be on one loop.
-      if (reportErrors) task.run.otherErrors.push(...run.otherErrors);
+      if (reportErrors) for (const error of run.otherErrors) reportError(task, error);
       release(task);
     } else if (run.crashed) {
       onEnd({ ok: false, value: run.error, rejection: () => run.rejection() });
@@ -282,7 +282,9 @@ export function startNested(
       if (nested.crashed) return true;
       reportErrors = true;
       crash(nested, new CancelledError(message, { cause: crashCause(task) }));
-      return true;
+      // A nested loop whose coroutines all stopped at once has released the
+      // outer run already: nothing is left for a stop to wait for.
+      return !nested.ended;
     },
   };
 }

@@ -631,3 +631,27 @@ test("the library's waits (sleep, Event.wait) work as coroutines with isolate an
   }());
   assert.deepEqual(out, [[undefined, true], true, true, 25]);
 });
+
+test("a timeout around isolate(c) whose cleanup throws fails the run with that error, as without isolate", async () => {
+  // Found by the loop split's review: the error of the nested teardown was
+  // dropped (the run resolved), and once stops waited for outside work the run
+  // hung, the nested loop having released the outer one before the stop
+  // counted it.
+  function* c(): Coro<void> {
+    try {
+      yield sleep(1_000);
+    } finally {
+      // deno-lint-ignore no-unsafe-finally
+      throw new Error("cleanup failed");
+    }
+  }
+  for (const clock of ["virtual", "real"] as const) {
+    for (const wrap of [(x: Coro<void>): Coro<unknown> => x, (x: Coro<void>) => isolate(x)]) {
+      const error = await new Loop({ clock }).run(function* (): Coro<unknown> {
+        return yield* timeout(wrap(c()), 10);
+      }()).then(() => undefined, (e) => e);
+      assert.ok(error instanceof Error, `${clock}: the run did not fail`);
+      assert.equal(error.message, "cleanup failed", clock);
+    }
+  }
+});
