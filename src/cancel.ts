@@ -3,7 +3,7 @@
  * lets a cancelled coroutine clean up asynchronously), `cancellable` stops
  * one coroutine when a signal aborts, `race` keeps the first result and
  * stops the rest. `cancellable` and `race` stop work the way `timeout` does
- * (`stopWork`, src/core.ts): one mechanism for the three.
+ * (`stopWork`, src/cancelling.ts): one mechanism for the three.
  *
  * @module
  */

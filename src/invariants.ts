@@ -10,7 +10,8 @@
  */
 
 import { isCoro, WaitOn } from "./coro.ts";
-import { Driver, Shield, Stop } from "./core.ts";
+import { Driver } from "./core.ts";
+import { Shield, Stop } from "./cancelling.ts";
 import {
   CLEANUP,
   CLEANUP_THROWING,

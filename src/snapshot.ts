@@ -11,7 +11,8 @@
 
 import { CancelledError } from "./errors.ts";
 import { isGenerator } from "./coro.ts";
-import { type Core, shieldedAmong } from "./core.ts";
+import type { Core } from "./core.ts";
+import { shieldedAmong } from "./cancelling.ts";
 import { inspectorAllowed, type Position, readPositions } from "./inspect.ts";
 import {
   DONE,

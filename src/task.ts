@@ -2,7 +2,8 @@
  * The loop's records: a {@linkcode Task} per coroutine, a {@linkcode Run} per
  * crash domain, and the {@linkcode Wait} that everything other than a
  * coroutine is, with the task states in the order the loop relies on.
- * src/core.ts steps them; src/wait.ts is what primitives may use of them.
+ * src/core.ts steps them, src/cancelling.ts cancels them; src/wait.ts is what
+ * primitives may use of them.
  *
  * @module
  */
@@ -10,7 +11,8 @@
 import type { Clock } from "./clock.ts";
 import { type Coro, TASK } from "./coro.ts";
 import { groupMessage } from "./messages.ts";
-import type { Cancellation, Core, Stop } from "./core.ts";
+import type { Core } from "./core.ts";
+import type { Cancellation, Stop } from "./cancelling.ts";
 
 // Task states. The order matters: the loop tests states by range, so that a
 // hot test is one comparison.
@@ -38,7 +40,7 @@ export const RETURNING = 2;
 export const FAILING = 3;
 // A task that got its cancellation may clean up through `yield* shield(c)`:
 // it is stepped by the core's cold path, which checks that each yield is a
-// shield (src/core.ts, "Cancellation").
+// shield (src/cancelling.ts).
 /** A cancelled task in the run queue: the next step sends `value` in (what its shield returned). */
 export const CLEANUP = 4;
 /** A cancelled task in the run queue: the next step throws `value` in (its cancellation, or what its shield threw). */
@@ -189,8 +191,8 @@ export class Run {
   root: Task | null = null;
   /** Called once when the run has ended (see `atRunEnd`). */
   atEnd: (() => void)[] | null = null;
-  // Cold side tables of cancellation (src/core.ts, "Cancellation"), created
-  // on first use, so that a run that cancels nothing pays nothing for them.
+  // Cold side tables of cancellation (src/cancelling.ts), created on first
+  // use, so that a run that cancels nothing pays nothing for them.
   /** The tasks that got their cancellation and have not ended, with how they were cancelled. */
   cancelling: Map<Task, Cancellation> | null = null;
   /**

@@ -2,9 +2,9 @@
  * What a failing run's error says: its stack without the loop's own frames,
  * stitched with one frame per coroutine up the chain of waiters (as Python
  * tinyio chains tracebacks), and the error of a waiting cycle, which names
- * the coroutines of the cycle. The core calls these when a run fails
- * (src/core.ts, `crash` and `#failCycles`); the positions come from the
- * inspector (src/inspect.ts).
+ * the coroutines of the cycle. The loop calls these when a run fails
+ * (`crash` in src/cancelling.ts, `#failCycles` in src/core.ts); the
+ * positions come from the inspector (src/inspect.ts).
  *
  * @module
  */

@@ -30,31 +30,15 @@ import type { Clock, Deadline } from "./clock.ts";
 import { CancelledError } from "./errors.ts";
 import type { Coro } from "./coro.ts";
 import { foreign } from "./messages.ts";
-import {
-  addWaiter,
-  cancelShielded,
-  Core,
-  crash,
-  isRecorded,
-  maybeEnd,
-  releasedInStops,
-  removeWaiter,
-  spawn,
-  throwInto,
-} from "./core.ts";
+import { addWaiter, Core, maybeEnd, removeWaiter, spawn, throwInto } from "./core.ts";
+import { cancelShielded, crash, isRecorded, releasedInStops } from "./cancelling.ts";
 import { DONE, type Observer, type Run, type Task, taskOf, Wait } from "./task.ts";
 
 export { type Observer, type Run, type Task, taskOf, Wait };
 // `resume` lives in the core, which needs it too (a shield resumes its
 // caller); it reads the core's local copies of the states there.
-export {
-  errorIsWaiters,
-  primitive,
-  resume,
-  shielding,
-  type StopOptions,
-  stopWork,
-} from "./core.ts";
+export { errorIsWaiters, primitive, resume } from "./core.ts";
+export { shielding, type StopOptions, stopWork } from "./cancelling.ts";
 
 /** Throws `error` into `task`, parked on `wait`. Ignored if it no longer waits there. */
 export function fail(task: Task, wait: Wait, error: unknown): void {

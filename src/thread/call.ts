@@ -122,7 +122,7 @@ export function callOn<R>(pool: Pool, target: Target, args: unknown[], label: st
 
 // A call whose worker's error had reached the loop when the run was cancelled
 // reports that error instead of a CancelledError: the loop throws a pending
-// error in first (see `cancel` in src/core.ts).
+// error in first (see `cancel` in src/cancelling.ts).
 function* calling<R>(call: Call): Coro<R> {
   return yield call;
 }
