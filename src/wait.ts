@@ -246,7 +246,7 @@ export function startNested(
     if (abandoned) {
       // Errors raised while cancelling the nested coroutines are errors raised
       // while cancelling the outer task, as they would be on one loop.
-      if (reportErrors) for (const error of run.otherErrors) reportError(task, error);
+      if (reportErrors) { for (const error of run.otherErrors) reportError(task, error); }
       release(task);
     } else if (run.crashed) {
       onEnd({ ok: false, value: run.error, rejection: () => run.rejection() });
