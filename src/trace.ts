@@ -18,12 +18,15 @@ import { type Observer, type Run, Task } from "./task.ts";
 /** At most this many frames are stitched in: the innermost waiters, as a stack trace keeps the innermost calls. */
 const MAX_FRAMES = 64;
 
-// The loop's own files: this module's directory (src/), or, bundled, this
-// very file. A frame in them is the loop's, not the user's. Bun names a
-// local file by its path in stack frames, not by its URL.
+// The loop's own files: this module's directory (src/). A frame in them is
+// the loop's, not the user's. Bundled (the module is not src/trace.ts), the
+// loop's frames share one file with the user's code and cannot be told
+// apart by file, so none is removed: the stack stays as the runtime wrote
+// it, and stitched frames go at its end. Bun names a local file by its path
+// in stack frames, not by its URL.
 const here = import.meta.url;
-const OWN = /\/src\/trace\.[cm]?[jt]s$/.test(here) ? new URL(".", here).href : here;
-const OWN_PATH = OWN.startsWith("file:") ? decodeURIComponent(new URL(OWN).pathname) : OWN;
+const OWN: string | null = /\/src\/trace\.[cm]?[jt]s$/.test(here) ? new URL(".", here).href : null;
+const OWN_PATH = OWN?.startsWith("file:") ? decodeURIComponent(new URL(OWN).pathname) : OWN;
 
 /**
  * Removes the loop's frames from the stack of `error`, failing `run`, and,
@@ -71,7 +74,7 @@ export function stitchTrace(
 function framesOf(positions: Position[]): string[] {
   const frames: string[] = [];
   for (const { name, location, script } of positions) {
-    if (script?.startsWith(OWN) || location?.startsWith(OWN)) continue;
+    if (OWN !== null && (script?.startsWith(OWN) || location?.startsWith(OWN))) continue;
     if (location === undefined) {
       if (name !== undefined) frames.push(`    at ${name} (unknown location)`);
     } else {
@@ -146,7 +149,7 @@ function rewritten(stack: string, frames: string[]): string {
 const FRAME = /^\s+at /;
 
 function isOwnFrame(line: string): boolean {
-  return FRAME.test(line) && (line.includes(OWN) || line.includes(OWN_PATH));
+  return OWN !== null && FRAME.test(line) && (line.includes(OWN) || line.includes(OWN_PATH!));
 }
 
 /** A frame of native code: `at leaf.next (<anonymous>)`, `at new Promise (<anonymous>)`. */

@@ -364,7 +364,6 @@ function workerd(date?: string): Runtime {
       const flags = date === undefined ? `"nodejs_compat"` : "";
       const flavor = date === undefined ? "node" : "web";
       const tag = date ?? "current";
-      const port = freePort();
       for (const file of files) {
         await Deno.writeTextFile(
           `${dir}/${flavor}/${file}.worker.js`,
@@ -385,36 +384,59 @@ function workerd(date?: string): Runtime {
       ).join("");
       const bindings = files.map((f) => `(name = "${f}", service = "${f}")`).join(", ");
       const config = `${dir}/${flavor}/workerd-${tag}.capnp`;
-      await Deno.writeTextFile(
-        config,
-        `using Workerd = import "/workerd/workerd.capnp";\n` +
-          `const config :Workerd.Config = (\n  services = [\n` +
-          `    (name = "router", worker = (\n` +
-          `      modules = [ (name = "router.js", esModule = embed "router-${tag}.js") ],\n` +
-          `      compatibilityDate = "${compatibilityDate}", bindings = [ ${bindings} ])),\n` +
-          workers +
-          `  ],\n  v8Flags = [ "--expose-gc" ],\n  sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), ` +
-          `service = "router") ],\n);\n`,
-      );
-      const child = spawn(binary, ["serve", config]);
+      // A port picked free can be taken before workerd binds it, and workerd
+      // then exits: start it again on another port, three times at most.
+      let child: Deno.ChildProcess;
       let log = "";
-      const decoder = new TextDecoder();
-      const collect = async (stream: ReadableStream<Uint8Array>) => {
-        for await (const chunk of stream) log += decoder.decode(chunk, { stream: true });
-      };
-      const collecting = Promise.all([collect(child.stdout), collect(child.stderr)]);
-      const base = `http://127.0.0.1:${port}`;
-      for (let tries = 0;; tries++) {
-        try {
-          await (await fetch(`${base}/-`)).body?.cancel();
-          break;
-        } catch (e) {
-          if (tries === 100) {
-            child.kill("SIGKILL");
-            await collecting;
-            throw new Error(`workerd did not start: ${(e as Error).message}\n${log}`);
+      let collecting: Promise<unknown>;
+      let base: string;
+      for (let attempt = 1;; attempt++) {
+        const port = freePort();
+        await Deno.writeTextFile(
+          config,
+          `using Workerd = import "/workerd/workerd.capnp";\n` +
+            `const config :Workerd.Config = (\n  services = [\n` +
+            `    (name = "router", worker = (\n` +
+            `      modules = [ (name = "router.js", esModule = embed "router-${tag}.js") ],\n` +
+            `      compatibilityDate = "${compatibilityDate}", bindings = [ ${bindings} ])),\n` +
+            workers +
+            `  ],\n  v8Flags = [ "--expose-gc" ],\n  sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), ` +
+            `service = "router") ],\n);\n`,
+        );
+        const started = spawn(binary, ["serve", config]);
+        let exited = false;
+        started.status.then(() => exited = true);
+        log = "";
+        const decoder = new TextDecoder();
+        const collect = async (stream: ReadableStream<Uint8Array>) => {
+          for await (const chunk of stream) log += decoder.decode(chunk, { stream: true });
+        };
+        const streams = Promise.all([collect(started.stdout), collect(started.stderr)]);
+        const url = `http://127.0.0.1:${port}`;
+        let error: unknown;
+        for (let tries = 0; tries <= 100 && !exited; tries++) {
+          try {
+            await (await fetch(`${url}/-`)).body?.cancel();
+            error = undefined;
+            break;
+          } catch (e) {
+            error = e;
+            await new Promise((r) => setTimeout(r, 100));
           }
-          await new Promise((r) => setTimeout(r, 100));
+        }
+        if (error === undefined && !exited) {
+          child = started;
+          collecting = streams;
+          base = url;
+          break;
+        }
+        if (!exited) started.kill("SIGKILL");
+        await started.status;
+        await streams;
+        if (attempt === 3) {
+          throw new Error(
+            `workerd did not start (${exited ? "it exited" : (error as Error).message})\n${log}`,
+          );
         }
       }
       return {
