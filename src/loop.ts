@@ -26,7 +26,7 @@
 
 import { CancelledError } from "./errors.ts";
 import { type Clock, RealClock, VirtualClock } from "./clock.ts";
-import { type Coro, isCoro, isGenerator, TASK, WaitOn } from "./coro.ts";
+import { type Coro, isCoro, isGenerator, TASK, WaitOn, YIELD_HINT } from "./coro.ts";
 
 /**
  * Options of {@linkcode Loop.prototype.run}.
@@ -1018,6 +1018,7 @@ export function describe(x: unknown): string {
   if (typeof x !== "object") return `${String(x)} (${typeof x})`;
   if (isGenerator(x)) return "a generator object";
   if (x instanceof WaitOn) return "a coroutine of the library";
+  if (YIELD_HINT in x) return `an instance of ${x.constructor.name}`; // an Event, a Channel…
   if (typeof (x as { then?: unknown }).then === "function") return "a Promise";
   if (Symbol.asyncIterator in x) return "an async generator";
   if (Array.isArray(x)) return `an array of length ${x.length}`;
@@ -1026,6 +1027,9 @@ export function describe(x: unknown): string {
 
 function hint(x: unknown): string {
   if (x === null) return " To pause, use a bare `yield`.";
+  // A library object that is not a coroutine (an Event, a Channel…) says how to wait on it.
+  const said = (x as { [YIELD_HINT]?: unknown } | undefined)?.[YIELD_HINT];
+  if (typeof said === "string") return ` ${said}`;
   if (typeof x === "function") {
     return Object.getPrototypeOf(x)?.constructor?.name === "GeneratorFunction"
       ? " Call it: `yield f()`."

@@ -6,7 +6,7 @@
  */
 
 import type { Clock, Deadline } from "./clock.ts";
-import { type Coro, isCoro, WaitOn } from "./coro.ts";
+import { type Coro, hintWhenYielded, isCoro, WaitOn } from "./coro.ts";
 import { describe, resume, Task, taskOf, Wait, watch } from "./loop.ts";
 import { checkMs } from "./time.ts";
 
@@ -166,6 +166,8 @@ export class Event {
     );
   }
 }
+
+hintWhenYielded(Event, "An Event is not a coroutine: wait for it with `yield* event.wait()`.");
 
 /** Checks the count given to `what`: a positive integer. */
 function checkCount(what: string, value: unknown): asserts value is number {
@@ -346,6 +348,11 @@ export class Semaphore {
   }
 }
 
+hintWhenYielded(
+  Semaphore,
+  "A Semaphore is not a coroutine: take a permit with `using _ = yield* sem.acquire();`.",
+);
+
 function* acquiring(permits: Permits): Coro<Permit> {
   // A free permit means nobody waits: permits pass straight to waiters.
   if (permits.free > 0) {
@@ -393,6 +400,11 @@ export class Lock {
     return this.#semaphore.acquire();
   }
 }
+
+hintWhenYielded(
+  Lock,
+  "A Lock is not a coroutine: hold it with `using _ = yield* lock.acquire();`.",
+);
 
 /**
  * Holds coroutines back until `value` of them have arrived at `wait()`; then
@@ -458,6 +470,8 @@ export class Barrier {
     return index;
   }
 }
+
+hintWhenYielded(Barrier, "A Barrier is not a coroutine: wait at it with `yield* barrier.wait()`.");
 
 /**
  * Starts every coroutine of `coros` in the background and resumes with
