@@ -60,11 +60,8 @@ const YIELDED: unique symbol = Symbol("yielded");
  * a generator suspended in `yield*` keeps the last result it got for as long
  * as it waits: a wait that many share (an event's) shares one frozen result.
  *
- * A primitive whose steps do more (a channel's `send` and `receive`, which
- * decide at their first step whether to wait at all, and finish their work at
- * the second) subclasses it, overrides `next`, `throw` and `return`, and keeps
- * its own state in the two slots `first` and `value` instead of adding fields,
- * so that it stays 48 bytes too. The loop knows only `WaitOn`.
+ * A channel's `send` and `receive` are WaitOns to the loop too, by prototype
+ * (see `Receive` in src/channel.ts).
  *
  * @example
  * ```ts ignore
@@ -80,42 +77,40 @@ export class WaitOn<T> extends Iterator<unknown, T, any> implements Generator<un
 
   /** Its task, if a loop waits on it as a coroutine (a field: adding the property later costs more). */
   [TASK]: unknown = undefined;
-  /** The first step's result until it is taken, then null (a subclass's own state, in one). */
-  protected first: unknown;
-  /** What it returns, or YIELDED once its wait was yielded (a subclass's own state, in one). */
-  protected value: unknown;
+  #first: IteratorYieldResult<unknown> | null;
+  #value: T | typeof YIELDED | undefined;
 
   constructor(first: IteratorYieldResult<unknown> | null, value?: T) {
     super();
-    this.first = first;
-    this.value = value;
+    this.#first = first;
+    this.#value = value;
   }
 
   /** First step: yields the wait (or returns the value); second: returns what was sent in. */
   // deno-lint-ignore no-explicit-any
   next(sent?: any): IteratorResult<unknown, T> {
-    const first = this.first as IteratorYieldResult<unknown> | null;
+    const first = this.#first;
     if (first !== null) {
-      this.first = null;
-      this.value = YIELDED;
+      this.#first = null;
+      this.#value = YIELDED;
       return first;
     }
-    const value = (this.value === YIELDED ? sent : this.value) as T;
-    this.value = undefined; // ended: later steps return undefined, as a generator's do
+    const value = this.#value === YIELDED ? sent : this.#value;
+    this.#value = undefined; // ended: later steps return undefined, as a generator's do
     return { value, done: true };
   }
 
   /** Ends it with `value`, as a generator's `return()` does. */
   override return(value: T): IteratorResult<unknown, T> {
-    this.first = null;
-    this.value = undefined;
+    this.#first = null;
+    this.#value = undefined;
     return { value, done: true };
   }
 
   /** Ends it and throws `error` back, as a generator's `throw()` at a `yield` without `catch` does. */
   override throw(error: unknown): IteratorResult<unknown, T> {
-    this.first = null;
-    this.value = undefined;
+    this.#first = null;
+    this.#value = undefined;
     throw error;
   }
 

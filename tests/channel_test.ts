@@ -25,7 +25,7 @@ import {
   timeout,
   toPromise,
 } from "../mod.ts";
-import { delay, test } from "./_helper.ts";
+import { captureWarnings, delay, test } from "./_helper.ts";
 
 function* pause(n = 1): Coro<void> {
   for (let i = 0; i < n; i++) yield;
@@ -260,6 +260,7 @@ test("Channel: a send waiting at close() and every later send throw ChannelClose
       }(),
     ];
   }());
+  log.sort();
   assert.equal(log[0], "a sent");
   assert.match(
     log[1],
@@ -279,6 +280,70 @@ test("Channel: a send waiting at close() and every later send throw ChannelClose
     }
   }());
   assert.ok(error instanceof ChannelClosedError);
+});
+
+test("Channel: once closed, a receive answers at once, also behind a receiver that paused", async () => {
+  const ch = new Channel<number>(0);
+  const results: unknown[] = [];
+  await new Loop({ clock: "virtual" }).run(function* () {
+    yield new Set([function* () {
+      try {
+        yield* ch.send(1);
+      } catch (e) {
+        results.push((e as Error).name);
+      }
+    }()]);
+    yield; // the sender waits
+    yield new Set([
+      function* () {
+        results.push(yield* ch.receive()); // waits, and lets the sender in
+      }(),
+      function* () {
+        results.push(yield* ch.receive()); // pauses for that sender
+      }(),
+      function* () {
+        ch.close();
+        // A coroutine of its own, behind the paused receiver: done at once, never waiting.
+        results.push(yield* timeout(ch.receive(), 1_000));
+      }(),
+    ]);
+  }());
+  const done = { value: undefined, done: true };
+  assert.deepEqual(results.toSorted((a, b) => JSON.stringify(a) < JSON.stringify(b) ? -1 : 1), [
+    "ChannelClosedError",
+    [done, true],
+    done,
+    done,
+  ]);
+});
+
+test("Channel: a producer that stops on ChannelClosedError is not warned about when close() and a crash come together", async () => {
+  const ch = new Channel<number>();
+  const log: string[] = [];
+  function* producer(): Coro<void> {
+    try {
+      for (let i = 0;; i++) yield* ch.send(i);
+    } catch (error) {
+      if (error instanceof ChannelClosedError) return; // the documented way to stop
+      log.push(String((error as Error).name));
+      throw error;
+    }
+  }
+  const warnings = await captureWarnings(async () => {
+    const error = await new Loop().run(function* () {
+      yield [
+        producer(),
+        function* () {
+          yield* pause(2); // the producer waits in send
+          ch.close(); // refuses it ...
+          throw new Error("boom"); // ... and, in the same step, the run crashes
+        }(),
+      ];
+    }()).catch((e) => e);
+    assert.equal(error.message, "boom");
+  });
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(log, ["CancelledError"], "the cancellation, not the refusal, reached it");
 });
 
 test("Channel: close() wakes waiting receivers with done, from a host timer and from another loop", async () => {
