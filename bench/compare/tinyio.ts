@@ -4,9 +4,25 @@
  * @module
  */
 
-import { type Coro, Event, Loop, runInThread, Semaphore, sleep, ThreadPool } from "../../mod.ts";
+import {
+  Channel,
+  type Coro,
+  Event,
+  Loop,
+  runInThread,
+  Semaphore,
+  sleep,
+  ThreadPool,
+} from "../../mod.ts";
 import { resume, type Task, Wait } from "../../src/loop.ts";
-import { bytesPerParked, type Contender, SIZE, timeMs, timeVsFloor } from "./common.ts";
+import {
+  bytesPerParked,
+  channelRows,
+  type Contender,
+  SIZE,
+  timeMs,
+  timeVsFloor,
+} from "./common.ts";
 
 function* spin(n: number): Coro<void> {
   for (let i = 0; i < n; i++) yield;
@@ -104,6 +120,30 @@ function parkInGather(
   return whenParked(n, parked, { release, done });
 }
 
+function* producer(ch: Channel<number>, n: number): Coro<void> {
+  for (let i = 0; i < n; i++) yield* ch.send(i);
+}
+
+function* consumer(ch: Channel<number>): Coro<number> {
+  let sum = 0;
+  for (let r; !(r = yield* ch.receive()).done;) sum += r.value;
+  return sum;
+}
+
+/** `width` producers to `width` consumers through one channel; the sum received. */
+export function* throughChannel(capacity: number, width: number): Coro<number> {
+  const ch = new Channel<number>(capacity);
+  const consumers: Coro<number>[] = [];
+  for (let i = 0; i < width; i++) consumers.push(consumer(ch));
+  yield new Set(consumers);
+  const producers: Coro<void>[] = [];
+  for (let i = 0; i < width; i++) producers.push(producer(ch, SIZE.channelValues / width));
+  yield producers;
+  ch.close();
+  const sums: number[] = yield consumers;
+  return sums.reduce((a, b) => a + b, 0);
+}
+
 /** @tinyio/core's side of every workload. */
 export const contender: Contender = {
   steps: () => timeVsFloor(() => new Loop().run(spin(SIZE.steps))),
@@ -137,6 +177,35 @@ export const contender: Contender = {
       }, () =>
         parked, () =>
         hold.release());
+    }),
+  ...channelRows((capacity, width) => new Loop().run(throughChannel(capacity, width))),
+  // Parked: a coroutine started by a gather, suspended in `yield* ch.receive()` on an empty channel.
+  memoryReceive: () =>
+    bytesPerParked((n) => {
+      const ch = new Channel<number>();
+      let parked = 0;
+      return parkInGather(n, function* () {
+        parked++;
+        yield* ch.receive();
+      }, () =>
+        parked, () =>
+        ch.close());
+    }),
+  // Parked: the same in `yield* ch.send(v)` on a channel nobody receives from (capacity 0).
+  memorySend: () =>
+    bytesPerParked((n) => {
+      const ch = new Channel<number>();
+      let parked = 0;
+      // Released by receiving every value (closing would make the sends throw).
+      const receiveAll = () =>
+        void new Loop().run(function* () {
+          for (let i = 0; i < n; i++) yield* ch.receive();
+        }());
+      return parkInGather(n, function* () {
+        parked++;
+        yield* ch.send(0);
+      }, () =>
+        parked, receiveAll);
     }),
   roundTrip: () => new Loop().run(roundTrips(SIZE.roundTripsWarmUp, SIZE.roundTrips)),
   startUp: async () => {
