@@ -53,9 +53,15 @@ import {
   Wait,
 } from "./loop.ts";
 
-/** A first in, first out ring that doubles when full. */
+/**
+ * A first in, first out ring that doubles when full. Its arrays are all of
+ * one elements kind (packed, any value: made by `Array.from`), whatever they
+ * hold — numbers in a buffer, waiters in a queue — so that the code that
+ * reads and writes them sees one array map (with `new Array(n)`, holey small
+ * integers at first, a channel's hot path deoptimized every few runs).
+ */
 class Fifo<T> {
-  #items: (T | undefined)[] = new Array(4);
+  #items: (T | undefined)[] = Array.from({ length: 4 });
   #head = 0;
   #mask = 3;
   length = 0;
@@ -92,7 +98,9 @@ class Fifo<T> {
   #grow(): void {
     const old = this.#items;
     const n = old.length;
-    this.#items = old.slice(this.#head).concat(old.slice(0, this.#head), new Array(n));
+    const items: (T | undefined)[] = Array.from({ length: 2 * n });
+    for (let i = 0; i < n; i++) items[i] = old[(this.#head + i) & this.#mask];
+    this.#items = items;
     this.#head = 0;
     this.#mask = 2 * n - 1;
   }
@@ -106,14 +114,14 @@ const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, 
 const SENT: IteratorReturnResult<void> = Object.freeze({ value: undefined, done: true });
 
 /**
- * What an operation's `first` slot holds once it has nothing left to do:
+ * What an operation's `state` holds once it has nothing left to do:
  * finished, given up, refused by `close()`, or withdrawn while it waited
  * (then its queue skips it).
  */
 const ENDED: unique symbol = Symbol("ended");
 
 /**
- * In the `first` slot of a send refused by `close()` while it waited: it
+ * In the `state` of a send refused by `close()` while it waited: it
  * throws ChannelClosedError at its next step, as a woken sender puts its
  * value in then. (Handed to the coroutine at once with `fail`, that error
  * would be thrown in instead of a CancelledError that came in between, and a
@@ -322,6 +330,8 @@ class ChannelCore {
   #pauseReceiver(op: Receive): IteratorYieldResult<undefined> {
     this.pausedReceivers++;
     op.state = this.paused;
+    // A paused receiver is a place for a value, as a waiting one is: waiting senders first.
+    if (this.senders.length > 0) this.admitSenders();
     return PAUSE;
   }
 
@@ -366,14 +376,18 @@ class ChannelCore {
     this.pausedReceivers--;
     if (this.held > this.pausedReceivers) {
       this.held--;
-      if (this.waiting > 0) this.#wakeReceiver();
-      else this.orphans++;
+      this.#passOn();
     }
   }
 
   /** A woken receiver went away before taking its value: the next receiver's. */
   giveBackReserved(): void {
     this.reserved--;
+    this.#passOn();
+  }
+
+  /** A value whose receiver went away: to the first receiver still waiting, else the next to come. */
+  #passOn(): void {
     if (this.waiting > 0) this.#wakeReceiver();
     else this.orphans++;
   }
@@ -594,11 +608,11 @@ class Receive {
   // deno-lint-ignore no-explicit-any
   next(sent?: any): IteratorResult<unknown, Result> {
     const state = this.state;
+    if (state === this.core) return this.core.beginReceive(this, true); // the first step
     if (state instanceof Woken) {
       this.state = ENDED;
       return { value: this.core.takeReserved(), done: true };
     }
-    if (state === this.core) return this.core.beginReceive(this, true);
     if (state instanceof Paused) {
       this.core.pausedReceivers--;
       return this.core.beginReceive(this, false);
@@ -673,13 +687,13 @@ class Send {
   // deno-lint-ignore no-explicit-any
   next(_sent?: any): IteratorResult<unknown, void> {
     const state = this.state;
+    if (state instanceof ChannelCore) return state.beginSend(this, true); // the first step
     if (state instanceof Woken) {
       const payload = this.payload;
       this.end();
       state.core.commitAdmitted(payload);
       return SENT;
     }
-    if (state instanceof ChannelCore) return state.beginSend(this, true);
     if (state instanceof Paused) {
       state.core.pausedSenders--;
       return state.core.beginSend(this, false);
@@ -758,7 +772,9 @@ let coreOf: <T>(channel: Channel<T>) => ChannelCore;
  * Nothing is lost or duplicated, with `yield*`: a `send` cancelled while it
  * waits sent nothing, a `receive` cancelled while it waits took nothing (the
  * next receiver gets that value), and every value accepted is received
- * exactly once. A `send` or `receive` that need not wait does not pause.
+ * exactly once. A `send` or `receive` that need not wait does not pause; one
+ * that must wait while the other side is about to run pauses once (a bare
+ * `yield`, taking and sending nothing) and tries again before it waits.
  *
  * For `async` code: `readable`, `writable` and `for await` read and write
  * the same channel with promises, with back-pressure, so
@@ -1226,7 +1242,7 @@ class StartPump extends Wait {
  * of the run. Until the source ends or the channel is closed the run goes
  * on: a consumer that stops reading must close the channel.
  *
- * @example Lines of a stream, into a coroutine
+ * @example An async generator, read by a coroutine
  * ```ts
  * import { type Coro, fromAsyncIterable, Loop } from "@tinyio/core";
  *
