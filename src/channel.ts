@@ -809,6 +809,9 @@ export class Channel<T> implements AsyncIterable<T> {
   static {
     coreOf = (channel) => channel.#core;
   }
+  // Keeps the hidden class alive between runs: a coroutine's `ch.send` and `ch.receive` are
+  // compiled against it (see `Core.#keepShapes` in loop.ts).
+  static #keepShape: Channel<unknown> = new Channel(0);
 
   /**
    * Makes a channel that buffers `capacity` values: 0 (the default: a send
