@@ -25,11 +25,12 @@
 
 export { all, type Coro, join, type Results } from "./src/coro.ts";
 export { Loop, type LoopOptions, type RunOptions } from "./src/loop.ts";
-export { CancelledError, TimeoutError } from "./src/errors.ts";
+export { CancelledError, ChannelClosedError, TimeoutError } from "./src/errors.ts";
 export { sleep, timeout } from "./src/time.ts";
 export { cancellable, race, shield } from "./src/cancel.ts";
 export { asCompleted, Barrier, Event, Lock, type Permit, Semaphore } from "./src/sync.ts";
 export { fromPromise, toPromise } from "./src/promise.ts";
+export { Channel, fromAsyncIterable } from "./src/channel.ts";
 export { copy, isolate } from "./src/isolate.ts";
 export { main } from "./src/main.ts";
 export { type CoroutineInfo, formatSnapshot } from "./src/snapshot.ts";

@@ -20,7 +20,7 @@
  * @module
  */
 
-import { median, SIZE, type Workload, WORKLOADS } from "./compare/common.ts";
+import { CHANNELS, median, SIZE, type Workload, WORKLOADS } from "./compare/common.ts";
 import { type ContenderName, CONTENDERS } from "./compare/run_one.ts";
 import { BUN, bundle, checkBinary, NODE, type ProcessBinary } from "../tests/portable/bundle.ts";
 
@@ -78,6 +78,17 @@ const ROWS: Record<Workload, Row> = {
     unit: "B",
     scale: same,
   },
+  ...channelRowLabels(),
+  memoryReceive: {
+    label: "memory: per coroutine parked in a channel receive, 200 000 parked",
+    unit: "B",
+    scale: same,
+  },
+  memorySend: {
+    label: "memory: per coroutine parked in a channel send, 200 000 parked",
+    unit: "B",
+    scale: same,
+  },
   roundTrip: { label: "worker: warm round trip of a trivial task", unit: "µs", scale: same },
   startUp: { label: "worker: start-up (first call in a fresh process)", unit: "ms", scale: same },
   pool: {
@@ -108,6 +119,20 @@ const ROWS: Record<Workload, Row> = {
     vs: "yield c",
   },
 };
+
+/** The labels of the channel rows: `SIZE.channelValues` values, capacity, producers → consumers. */
+function channelRowLabels(): Record<keyof typeof CHANNELS, Row> {
+  const rows = {} as Record<keyof typeof CHANNELS, Row>;
+  for (const [workload, { capacity, width }] of Object.entries(CHANNELS)) {
+    rows[workload as keyof typeof CHANNELS] = {
+      label: `channel: ${format(SIZE.channelValues)} values, capacity ${capacity}, ` +
+        `${width} producer${width > 1 ? "s" : ""} → ${width} consumer${width > 1 ? "s" : ""}`,
+      unit: "ms",
+      scale: same,
+    };
+  }
+  return rows;
+}
 
 /** What one cell holds after the run: the median, or why there is none. */
 interface Cell {
@@ -418,6 +443,43 @@ function targets(cells: Map<string, Cell>): string[] {
       v("memory", "tinyio"),
       "≤ 400",
       v("memory", "tinyio")! <= 400,
+    );
+  }
+  for (const workload of Object.keys(CHANNELS) as (keyof typeof CHANNELS)[]) {
+    if (!workloads.includes(workload)) continue;
+    const vsPlain = ratio(v(workload, "plain"), v(workload, "tinyio"));
+    check(`${workload}: promise channel / tinyio (speed ratio)`, vsPlain, "≥ 1.0", vsPlain! >= 1);
+    const vsEffection = ratio(v(workload, "effection"), v(workload, "tinyio"));
+    check(`${workload}: effection / tinyio (speed ratio)`, vsEffection, "≥ 10", vsEffection! >= 10);
+  }
+  // A parked channel waiter costs what a parked Event waiter does: its operation (48 B) and its
+  // place in the queue. A sender's generator also keeps the argument of `send` in its frame: 8 B
+  // (measured: `yield* ev.wait(Infinity)` costs the same 8 B more than `yield* ev.wait()`, and a
+  // send made by a helper without an argument, `yield* sendZero()`, as much as an Event waiter).
+  if (workloads.includes("memoryReceive")) {
+    const r = v("memoryReceive", "tinyio");
+    const event = v("memory", "tinyio");
+    const limit = event ?? 381;
+    check(
+      `memoryReceive: tinyio bytes per coroutine parked in yield* ch.receive()`,
+      r,
+      `≤ ${format(limit)} (+1 B of noise), as yield* ev.wait()${
+        event === undefined ? " in bench/RESULTS.md" : ""
+      }`,
+      r! <= limit + 1,
+    );
+  }
+  if (workloads.includes("memorySend")) {
+    const r = v("memorySend", "tinyio");
+    const event = v("memory", "tinyio");
+    const limit = (event ?? 381) + 8;
+    check(
+      `memorySend: tinyio bytes per coroutine parked in yield* ch.send(v)`,
+      r,
+      `≤ ${
+        format(limit)
+      } (+1 B of noise): yield* ev.wait() + 8 B, the argument in the caller's frame`,
+      r! <= limit + 1,
     );
   }
   if (workloads.includes("roundTrip")) {

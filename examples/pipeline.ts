@@ -1,44 +1,35 @@
 /**
  * The demo (`deno task demo`, no permission flags): tinyio on a realistic job.
  *
- * Part 1. Three hundred documents go through a pipeline: each is downloaded
- * (simulated I/O), hashed — key stretching, real CPU work, on a `ThreadPool`
- * — and stored. A `Semaphore` keeps a few documents in flight, a `timeout`
- * gives each one a time budget and stops the stragglers (a few documents are
- * huge: their thread stops hashing too), and `asCompleted` streams the
- * results in the order they finish into a live progress line (plain lines
- * when the output is not a terminal), then a summary.
+ * Part 1. Three hundred documents go through a pipeline of stages connected
+ * by channels: a source, downloaders (simulated I/O), hashers — key
+ * stretching, real CPU work, on a `ThreadPool` — a store, and a progress
+ * stage that draws a live progress line (plain lines when the output is not
+ * a terminal), then a summary. The channels' bounded buffers keep every
+ * stage at the pace of the next: a few documents in flight, whatever their
+ * number. A `timeout` gives each hash a time budget and stops the stragglers
+ * (a few documents are huge: their thread stops hashing too).
  *
- * Part 2. The same job, but the disk fills up part-way. One error cancels
- * everything — downloads asleep, hashes running on threads, documents
- * waiting for the semaphore — every `finally` block runs (those of documents
- * with a partial download delete it, asynchronously, through `shield`), and
+ * Part 2. The same job, but the disk holds only 100 documents. One error
+ * cancels everything — downloads asleep, hashes running on threads, stages
+ * waiting on their channels — every `finally` block runs (downloaders delete
+ * the downloads no stage took yet, asynchronously, through `shield`), and
  * `run` rejects with the very error that was thrown, once that cleanup is done.
  *
  * @module
  */
-import {
-  asCompleted,
-  cancelled,
-  CancelledError,
-  type Coro,
-  join,
-  Loop,
-  Semaphore,
-  shield,
-  sleep,
-  ThreadPool,
-  timeout,
-} from "../mod.ts";
+import { cancelled, Channel, type Coro, Loop, shield, sleep, ThreadPool, timeout } from "../mod.ts";
 
 const DOCUMENTS = 300;
 /** One document in this many is huge: far more hashing than its budget allows. */
 const HUGE_EVERY = 60;
 const THREADS = Math.max(2, Math.min(4, navigator.hardwareConcurrency));
-/** Documents in flight at once: enough to keep every thread busy while others download. */
-const IN_FLIGHT = 3 * THREADS;
-/** The time budget of one document, from the moment it is in flight. */
+/** Downloads at once: enough to keep every thread busy. */
+const DOWNLOADERS = 3 * THREADS;
+/** The time budget of one hash. */
 const BUDGET_MS = 250;
+/** Values that may wait between two stages. */
+const BUFFER = 4;
 
 const tty = Deno.stdout.isTerminal();
 const encoder = new TextEncoder();
@@ -56,22 +47,27 @@ interface Document {
   text: string;
   /** Hashing rounds, the CPU cost: about 10 ms per 100 000. */
   rounds: number;
+  huge: boolean;
 }
 
 /** The inputs: pseudo-random but the same on every run. */
 function makeDocuments(n: number): Document[] {
   let seed = 12345;
   const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
-  const words = ["loop", "yield", "cancel", "gather", "thread", "sleep", "event", "permit"];
-  return Array.from({ length: n }, (_, id) => ({
-    id,
-    text: Array.from(
-      { length: 4 + Math.floor(random() * 8) },
-      () => words[Math.floor(random() * words.length)],
-    ).join(" "),
-    // Mostly 20 000 to 150 000 rounds; the huge ones, 10 million.
-    rounds: id % HUGE_EVERY === HUGE_EVERY - 1 ? 10_000_000 : Math.round(20_000 * 7.5 ** random()),
-  }));
+  const words = ["loop", "yield", "cancel", "gather", "thread", "sleep", "event", "channel"];
+  return Array.from({ length: n }, (_, id) => {
+    const huge = id % HUGE_EVERY === HUGE_EVERY - 1;
+    return {
+      id,
+      text: Array.from(
+        { length: 4 + Math.floor(random() * 8) },
+        () => words[Math.floor(random() * words.length)],
+      ).join(" "),
+      // Mostly 20 000 to 150 000 rounds; the huge ones, 10 million.
+      rounds: huge ? 10_000_000 : Math.round(20_000 * 7.5 ** random()),
+      huge,
+    };
+  });
 }
 
 interface Digest {
@@ -97,83 +93,121 @@ function stretch(text: string, rounds: number): Digest | null {
   return { hash: (hash >>> 0).toString(16).padStart(8, "0"), ms: performance.now() - start };
 }
 
-type Stage = "waiting" | "downloading" | "hashing" | "storing";
-
-/** What happened to the documents of one job. */
-class Tally {
-  started = 0;
-  finallyRan = 0;
-  ok = 0;
-  timedOut: number[] = [];
-  stored = 0;
-  rounds = 0;
-  hashMs: number[] = [];
-  cancelledWhile: Record<Stage, number> = { waiting: 0, downloading: 0, hashing: 0, storing: 0 };
-  /** Partial downloads deleted by a `finally` that ran because of a CancelledError. */
-  deletedAfterCancel = 0;
+/** A document and, once hashed in time, its digest (null: stopped at its budget). */
+interface Hashed {
+  doc: Document;
+  digest: Digest | null;
 }
 
-/**
- * Deletes the partial download of a document that was not stored: asynchronous
- * I/O. In a `finally` that runs because of a cancellation it goes through
- * `shield`, which runs it to its end, and the run waits for it.
- */
-function* deletePartial(tally: Tally, cancelledNow: boolean): Coro<void> {
-  yield sleep(2);
-  if (cancelledNow) tally.deletedAfterCancel++;
+type Where = "downloading" | "hashing" | "storing";
+
+/** What happened in one job. */
+class Tally {
+  stored = 0;
+  ok = 0;
+  stopped: Document[] = [];
+  rounds = 0;
+  hashMs: number[] = [];
+  /** Stage coroutines started, and those whose `finally` ran. */
+  started = 0;
+  finallyRan = 0;
+  /** The documents being worked on now, and in which stage. */
+  working = new Map<number, Where>();
+  /** Downloads deleted by a downloader's `finally` after its CancelledError. */
+  deleted = 0;
 }
 
 interface Job {
+  docs: Document[];
   pool: ThreadPool;
-  inFlight: Semaphore;
   tally: Tally;
-  /** The disk is full when this many documents have been stored. */
-  diskFullAt: number;
+  /** How many documents the disk holds. */
+  diskHolds: number;
 }
 
-/** One document: wait for a place in flight, then download, hash and store it, within budget. */
-function* processDocument(doc: Document, job: Job): Coro<Digest | null> {
-  const { tally } = job;
+/** Runs `body` as a stage coroutine: counted, with a `finally` that is counted too. */
+function* stage(tally: Tally, body: Coro<void>): Coro<void> {
   tally.started++;
-  let stage: Stage = "waiting";
-  let partial = false; // a download on disk that is not stored yet
-  let cancelledNow = false;
   try {
-    using _place = yield* job.inFlight.acquire();
-    const [digest, inTime] = yield* timeout(
-      function* (): Coro<Digest | null> {
-        stage = "downloading";
-        partial = true;
-        yield sleep(1 + (doc.id * 7) % 5);
-        stage = "hashing";
-        const digest = yield* job.pool.runInThread(stretch, doc.text, doc.rounds);
-        stage = "storing";
-        yield sleep(1);
-        if (++tally.stored === job.diskFullAt) throw new Error(`disk full (document ${doc.id})`);
-        partial = false;
-        return digest;
-      }(),
-      BUDGET_MS,
-    );
-    // (`digest` is null only if `cancelled()` stopped it, and then it is discarded.)
-    if (!inTime || digest === null) {
-      tally.timedOut.push(doc.id);
-      return null;
-    }
-    tally.ok++;
-    tally.rounds += doc.rounds;
-    tally.hashMs.push(digest.ms);
-    return digest;
-  } catch (error) {
-    if (error instanceof CancelledError) {
-      tally.cancelledWhile[stage]++;
-      cancelledNow = true;
-    }
-    throw error;
+    yield* body;
   } finally {
-    if (partial) yield* shield(deletePartial(tally, cancelledNow));
     tally.finallyRan++;
   }
+}
+
+/** The source: every document into the first channel, then closes it. */
+function* source(job: Job, out: Channel<Document>): Coro<void> {
+  for (const doc of job.docs) yield* out.send(doc);
+  out.close();
+}
+
+/**
+ * One downloader: documents in, downloaded documents out. A download is on
+ * disk until the next stage takes it; cancelled before that, the downloader
+ * deletes it in its `finally` — asynchronous I/O, so through `shield`, which
+ * runs it to its end (the run waits for it).
+ */
+function* download(job: Job, inbox: Channel<Document>, out: Channel<Document>): Coro<void> {
+  for (let r; !(r = yield* inbox.receive()).done;) {
+    const doc = r.value;
+    let onDisk = true;
+    try {
+      job.tally.working.set(doc.id, "downloading");
+      yield* sleep(1 + (doc.id * 7) % 5);
+      job.tally.working.delete(doc.id);
+      yield* out.send(doc);
+      onDisk = false;
+    } finally {
+      if (onDisk) yield* shield(deleteDownload(job.tally));
+    }
+  }
+}
+
+/** Deletes a download that no stage took (simulated I/O). */
+function* deleteDownload(tally: Tally): Coro<void> {
+  yield* sleep(2);
+  tally.deleted++;
+}
+
+/** One hasher: hashes a document on the pool, within its budget. */
+function* hash(job: Job, inbox: Channel<Document>, out: Channel<Hashed>): Coro<void> {
+  for (let r; !(r = yield* inbox.receive()).done;) {
+    const doc = r.value;
+    job.tally.working.set(doc.id, "hashing");
+    const [digest, inTime] = yield* timeout(
+      job.pool.runInThread(stretch, doc.text, doc.rounds),
+      BUDGET_MS,
+    );
+    job.tally.working.delete(doc.id);
+    // (`digest` is null only if `cancelled()` stopped it: then it is over budget too.)
+    yield* out.send({ doc, digest: inTime ? digest : null });
+  }
+}
+
+/** The store: keeps what was hashed in time, until the disk is full. */
+function* store(job: Job, inbox: Channel<Hashed>, out: Channel<Hashed>): Coro<void> {
+  for (let r; !(r = yield* inbox.receive()).done;) {
+    const { doc, digest } = r.value;
+    if (digest !== null) {
+      if (job.tally.stored === job.diskHolds) {
+        throw new Error(
+          `disk full: ${job.tally.stored} documents stored, no room for document ${doc.id}`,
+        );
+      }
+      job.tally.working.set(doc.id, "storing");
+      yield* sleep(1);
+      job.tally.working.delete(doc.id);
+      job.tally.stored++;
+    }
+    yield* out.send(r.value);
+  }
+  out.close();
+}
+
+/** Runs `workers` and closes `out` once they are all done: their input was drained. */
+function* allThen(workers: Coro<void>[], out: Channel<unknown>): Coro<void> {
+  yield workers;
+  out.close();
 }
 
 /** The progress display: one line rewritten in place on a terminal, a line per fifth elsewhere. */
@@ -182,7 +216,7 @@ function progress(tally: Tally): (done: number) => void {
   let nextFifth = 1;
   return (done) => {
     const status = `${clock()}  ${String(done).padStart(3)}/${DOCUMENTS}  ` +
-      `ok ${tally.ok}  timed out ${tally.timedOut.length}`;
+      `ok ${tally.ok}  timed out ${tally.stopped.length}`;
     if (tty) {
       const now = performance.now();
       if (now - lastDrawn < 50 && done < DOCUMENTS) return;
@@ -196,17 +230,44 @@ function progress(tally: Tally): (done: number) => void {
   };
 }
 
-/** Every document, at most IN_FLIGHT at a time; counts results as they come. */
-function* runJob(docs: Document[], job: Job): Coro<number> {
-  const show = progress(job.tally);
-  const work = docs.map((doc) => processDocument(doc, job));
+/** The last stage: counts each result as it comes, so `ok + timed out` is always `done`. */
+function* report(job: Job, inbox: Channel<Hashed>): Coro<void> {
+  const { tally } = job;
+  const show = progress(tally);
   let done = 0;
-  for (const next of yield* asCompleted(work)) {
-    yield* join(next);
+  for (let r; !(r = yield* inbox.receive()).done;) {
+    const { doc, digest } = r.value;
+    if (digest === null) {
+      tally.stopped.push(doc);
+    } else {
+      tally.ok++;
+      tally.rounds += doc.rounds;
+      tally.hashMs.push(digest.ms);
+    }
     show(++done);
   }
   if (tty) Deno.stdout.writeSync(encoder.encode("\n"));
-  return done;
+}
+
+/** The whole pipeline: each stage a coroutine (or a pool of them), channels in between. */
+function* runJob(job: Job): Coro<void> {
+  const s = (body: Coro<void>) => stage(job.tally, body);
+  const toDownload = new Channel<Document>(BUFFER);
+  const toHash = new Channel<Document>(BUFFER);
+  const toStore = new Channel<Hashed>(BUFFER);
+  const toReport = new Channel<Hashed>(BUFFER);
+  const downloaders = Array.from(
+    { length: DOWNLOADERS },
+    () => s(download(job, toDownload, toHash)),
+  );
+  const hashers = Array.from({ length: THREADS }, () => s(hash(job, toHash, toStore)));
+  yield [
+    s(source(job, toDownload)),
+    allThen(downloaders, toHash),
+    allThen(hashers, toStore),
+    s(store(job, toStore, toReport)),
+    s(report(job, toReport)),
+  ];
 }
 
 function summary(tally: Tally, wallMs: number): void {
@@ -216,7 +277,7 @@ function summary(tally: Tally, wallMs: number): void {
   const s = (x: number) => (x / 1000).toFixed(1);
   say(
     `done in ${s(wallMs)} s: ${tally.ok} documents hashed and stored, ` +
-      `${tally.timedOut.length} stopped at their ${BUDGET_MS} ms budget`,
+      `${tally.stopped.length} stopped at their ${BUDGET_MS} ms budget`,
   );
   say(
     `  hashing: ${(tally.rounds / 1e6).toFixed(1)} million rounds in ${
@@ -224,7 +285,11 @@ function summary(tally: Tally, wallMs: number): void {
     } s of thread time`,
   );
   say(`  per document: median ${at(0.5)} ms, 95th percentile ${at(0.95)} ms, slowest ${at(1)} ms`);
-  say(`  stopped: documents ${tally.timedOut.sort((a, b) => a - b).join(", ")}, the huge ones`);
+  const ids = (docs: Document[]) => docs.map((d) => d.id).sort((a, b) => a - b).join(", ");
+  const huge = tally.stopped.filter((d) => d.huge);
+  const slow = tally.stopped.filter((d) => !d.huge);
+  say(`  stopped: the huge documents ${ids(huge)}`);
+  if (slow.length > 0) say(`  stopped too, out of time on a busy machine: documents ${ids(slow)}`);
 }
 
 const docs = makeDocuments(DOCUMENTS);
@@ -233,38 +298,39 @@ const loop = new Loop();
 // closes while its run is cancelling would fail the calls still queued on it.
 using pool = new ThreadPool(THREADS);
 
+say(`part 1: ${DOCUMENTS} documents through a pipeline of stages connected by channels:`);
 say(
-  `part 1: ${DOCUMENTS} documents, each downloaded, hashed on a ThreadPool of ${THREADS}, stored;`,
+  `  a source, ${DOWNLOADERS} downloaders, ${THREADS} hashers on a ThreadPool ` +
+    `(${BUDGET_MS} ms each: timeout), a store, the progress line;`,
 );
-say(
-  `  at most ${IN_FLIGHT} in flight (Semaphore), ${BUDGET_MS} ms each (timeout), streamed (asCompleted)`,
-);
+say(`  at most ${BUFFER} documents wait between two stages (back-pressure)`);
 const tally = new Tally();
 const start = performance.now();
-const inFlight = new Semaphore(IN_FLIGHT);
-await loop.run(runJob(docs, { pool, inFlight, tally, diskFullAt: Infinity }));
+await loop.run(runJob({ docs, pool, tally, diskHolds: Infinity }));
 summary(tally, performance.now() - start);
 
-const diskFullAt = 100;
+const diskHolds = 100;
 say("");
-say(`part 2: the same job, but the disk is full after ${diskFullAt - 1} documents`);
+say(`part 2: the same job, but the disk holds only ${diskHolds} documents`);
 const crashed = new Tally();
 try {
-  await loop.run(runJob(docs, { pool, inFlight, tally: crashed, diskFullAt }));
+  await loop.run(runJob({ docs, pool, tally: crashed, diskHolds }));
   say("the job finished: it should not have");
 } catch (error) {
-  const { waiting, downloading, hashing, storing } = crashed.cancelledWhile;
+  const where = [...crashed.working.values()];
+  const count = (w: Where) => where.filter((x) => x === w).length;
   say(`${clock()}  run rejected with the very error thrown: ${error}`);
   say(
-    `  cancelled: ${hashing} hashing (on a thread or queued), ${downloading} downloading, ` +
-      `${storing} storing, ${waiting} waiting for a place`,
+    `  cancelled mid-work: ${count("hashing")} hashing (on a thread), ` +
+      `${count("downloading")} downloading, ${count("storing")} storing; ` +
+      `the other stages waiting on their channels`,
   );
   say(
-    `  finally blocks run: ${crashed.finallyRan} of ${crashed.started} documents started; ` +
+    `  finally blocks run: ${crashed.finallyRan} of ${crashed.started} stage coroutines; ` +
       `nothing is left running`,
   );
   say(
-    `  partial downloads deleted through shield after their CancelledError: ` +
-      `${crashed.deletedAfterCancel} (the run waited for that cleanup)`,
+    `  downloads deleted through shield after their CancelledError: ${crashed.deleted} ` +
+      `(the run waited for that cleanup)`,
   );
 }

@@ -61,6 +61,9 @@ const YIELDED: unique symbol = Symbol("yielded");
  * a generator suspended in `yield*` keeps the last result it got for as long
  * as it waits: a wait that many share (an event's) shares one frozen result.
  *
+ * A channel's `send` and `receive` are WaitOns to the loop too, by prototype
+ * (see `Receive` in src/channel.ts).
+ *
  * @example
  * ```ts ignore
  * // inside the library:
@@ -115,6 +118,22 @@ export class WaitOn<T> extends Iterator<unknown, T, any> implements Generator<un
   override [Symbol.iterator](): this {
     return this;
   }
+}
+
+/**
+ * Where a library object that is not a coroutine keeps the hint the loop adds
+ * to its error when a coroutine yields it by mistake (`yield event` instead of
+ * `yield* event.wait()`): a string on the prototype of its class. The loop
+ * reads it without knowing those classes.
+ */
+export const YIELD_HINT: unique symbol = Symbol("tinyio.yieldHint");
+
+/** Gives the instances of `cls` the hint `text`, for when a coroutine yields one (see {@linkcode YIELD_HINT}). */
+export function hintWhenYielded(
+  cls: abstract new (...args: never[]) => object,
+  text: string,
+): void {
+  Object.defineProperty(cls.prototype, YIELD_HINT, { value: text });
 }
 
 /**

@@ -63,3 +63,27 @@ export class TimeoutError extends Error {
     this.name = "TimeoutError";
   }
 }
+
+/**
+ * Thrown into a coroutine that sends on a closed {@linkcode Channel}: by
+ * `send()` after `close()`, and by a `send()` that was waiting when the
+ * channel was closed. Its value was not sent. A producer whose consumers
+ * close the channel to say "enough" catches it to stop.
+ *
+ * @example
+ * ```ts
+ * import { Channel, ChannelClosedError, Loop } from "@tinyio/core";
+ *
+ * const ch = new Channel<number>(1);
+ * ch.close();
+ * const error = await new Loop().run(ch.send(1)).catch((e) => e);
+ * console.assert(error instanceof ChannelClosedError);
+ * ```
+ */
+export class ChannelClosedError extends Error {
+  /** Makes the error; the message says which value was not sent. */
+  constructor(message = "the channel is closed", options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ChannelClosedError";
+  }
+}

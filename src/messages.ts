@@ -8,7 +8,7 @@
  * @module
  */
 
-import { isCoro, isGenerator } from "./coro.ts";
+import { isCoro, isGenerator, YIELD_HINT } from "./coro.ts";
 
 /** Names a value for an error message, with a hint for the common slips. */
 export function describe(x: unknown): string {
@@ -23,6 +23,7 @@ export function describe(x: unknown): string {
   if (typeof x !== "object") return `${String(x)} (${typeof x})`;
   if (isGenerator(x)) return "a generator object";
   if (isCoro(x)) return "a coroutine of the library";
+  if (YIELD_HINT in x) return `an instance of ${x.constructor.name}`; // an Event, a Channel…
   if (typeof (x as { then?: unknown }).then === "function") return "a Promise";
   if (Symbol.asyncIterator in x) return "an async generator";
   if (Array.isArray(x)) return `an array of length ${x.length}`;
@@ -32,6 +33,9 @@ export function describe(x: unknown): string {
 /** The fix for a common slip: a function not called, a promise, an async generator. */
 export function hint(x: unknown): string {
   if (x === null) return " To pause, use a bare `yield`.";
+  // A library object that is not a coroutine (an Event, a Channel…) says how to wait on it.
+  const said = (x as { [YIELD_HINT]?: unknown } | undefined)?.[YIELD_HINT];
+  if (typeof said === "string") return ` ${said}`;
   if (typeof x === "function") {
     return Object.getPrototypeOf(x)?.constructor?.name === "GeneratorFunction"
       ? " Call it: `yield f()`."

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type Coro, isCoro, WaitOn } from "./coro.ts";
+import { type Coro, hintWhenYielded, isCoro, WaitOn } from "./coro.ts";
 import { checkMs, describe } from "./messages.ts";
 import {
   DeadlineWait,
@@ -177,6 +177,8 @@ export class Event {
     );
   }
 }
+
+hintWhenYielded(Event, "An Event is not a coroutine: wait for it with `yield* event.wait()`.");
 
 /** Checks the count given to `what`: a positive integer. */
 function checkCount(what: string, value: unknown): asserts value is number {
@@ -364,6 +366,11 @@ export class Semaphore {
   }
 }
 
+hintWhenYielded(
+  Semaphore,
+  "A Semaphore is not a coroutine: take a permit with `using _ = yield* sem.acquire();`.",
+);
+
 function* acquiring(permits: Permits): Coro<Permit> {
   // A free permit means nobody waits: permits pass straight to waiters.
   if (permits.free > 0) {
@@ -411,6 +418,11 @@ export class Lock {
     return acquiring(this.#permits);
   }
 }
+
+hintWhenYielded(
+  Lock,
+  "A Lock is not a coroutine: hold it with `using _ = yield* lock.acquire();`.",
+);
 
 /**
  * Holds coroutines back until `value` of them have arrived at `wait()`; then
@@ -481,6 +493,8 @@ export class Barrier {
     return index;
   }
 }
+
+hintWhenYielded(Barrier, "A Barrier is not a coroutine: wait at it with `yield* barrier.wait()`.");
 
 /**
  * Starts every coroutine of `coros` in the background and resumes with

@@ -24,6 +24,17 @@
  * left behind (the sanitizers, and the promises of `fromPromise` factories),
  * and the loop runs again afterwards.
  *
+ * A second family of properties drives one {@linkcode Channel} with random
+ * schedules ({@linkcode ChannelSchedule}): groups of coroutines that send,
+ * try to send, receive, pause, sleep, close the channel and crash — each send
+ * and receive alone or under a `timeout`, whole groups inside `isolate` so
+ * that a crash cancels its coroutines wherever they wait, also just after
+ * they were woken — while host timers `trySend` from outside the loop. Every
+ * value the channel accepted (a send that returned, a `trySend` that said
+ * true) is then received exactly once, in the order it was accepted, and no
+ * other value ever is (a cancelled send's value in particular); `size` never
+ * exceeds the capacity; every coroutine ran its `finally` once.
+ *
  * On failure the message gives the seed and the counterexample and how to
  * replay it: `FC_SEED=… FC_PATH=… deno test … tests/property_test.ts`.
  * `FC_RUNS=n` runs more cases (a long hunt); `FC_NOSHRINK=1` shows the first
@@ -38,6 +49,8 @@ import {
   asCompleted,
   Barrier,
   CancelledError,
+  Channel,
+  ChannelClosedError,
   copy,
   type Coro,
   Event,
@@ -55,6 +68,7 @@ import {
   toPromise,
 } from "../mod.ts";
 import { liveWorkers } from "../src/thread/thread.ts";
+import { channelCounts } from "../src/channel.ts";
 import { test } from "./_helper.ts";
 
 // --- Programs ------------------------------------------------------------------
@@ -989,5 +1003,246 @@ test(THREADS, async () => {
     THREADS,
     fc.asyncProperty(threadCaseArb, (c) => check(c, "virtual", pool)),
     150,
+  );
+});
+
+// --- Channels: random schedules ------------------------------------------------------
+
+/**
+ * How a send or receive is run: on its own, or under a `timeout` of `ms`
+ * (virtual) milliseconds. A new kind of cancellation (`cancellable`, a
+ * `race`) is one more case here, in `guardArb` and in `guarded`.
+ */
+type Guard = { k: "none" } | { k: "timeout"; ms: number };
+
+type ChannelStep =
+  | { k: "pause" }
+  | { k: "sleep"; ms: number }
+  | { k: "send"; guard: Guard } // `yield* ch.send(v)` of a fresh value
+  | { k: "trySend" }
+  | { k: "receive"; guard: Guard } // `yield* ch.receive()`
+  | { k: "close" }
+  | { k: "crash" }; // throws: cancels the group (isolated) or the whole run
+
+interface ChannelSchedule {
+  capacity: number;
+  /** Each group runs its coroutines as a gather, inside `isolate` if `isolated`. */
+  groups: { isolated: boolean; actors: ChannelStep[][] }[];
+  /** `trySend`s from host timers (real milliseconds), one after the other. */
+  host: number[];
+}
+
+const guardArb: fc.Arbitrary<Guard> = fc.oneof(
+  { weight: 3, arbitrary: fc.constant({ k: "none" as const }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant("timeout" as const),
+      ms: fc.integer({ min: 0, max: 5 }),
+    }),
+  },
+);
+
+const channelStepArb: fc.Arbitrary<ChannelStep> = fc.oneof(
+  { weight: 8, arbitrary: fc.constant({ k: "pause" as const }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({ k: fc.constant("sleep" as const), ms: fc.integer({ min: 0, max: 4 }) }),
+  },
+  { weight: 20, arbitrary: fc.record({ k: fc.constant("send" as const), guard: guardArb }) },
+  { weight: 4, arbitrary: fc.constant({ k: "trySend" as const }) },
+  { weight: 20, arbitrary: fc.record({ k: fc.constant("receive" as const), guard: guardArb }) },
+  { weight: 1, arbitrary: fc.constant({ k: "close" as const }) },
+  { weight: 3, arbitrary: fc.constant({ k: "crash" as const }) },
+);
+
+const scheduleArb: fc.Arbitrary<ChannelSchedule> = fc.record({
+  capacity: fc.constantFrom(0, 0, 1, 2, 3, Infinity),
+  groups: fc.array(
+    fc.record({
+      isolated: fc.oneof(
+        { weight: 4, arbitrary: fc.constant(true) },
+        { weight: 1, arbitrary: fc.constant(false) },
+      ),
+      actors: fc.array(fc.array(channelStepArb, { maxLength: 10 }), { minLength: 1, maxLength: 3 }),
+    }),
+    { minLength: 1, maxLength: 3 },
+  ),
+  host: fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 3 }),
+});
+
+/** A crash injected by a schedule. */
+class Crash extends Error {}
+
+/**
+ * The error a run failed with: `error`, or the first of an AggregateError — as when a coroutine
+ * that was handed a ChannelClosedError just before the cancellation gets it instead of its
+ * CancelledError (no error is lost), catches it and crashes on.
+ */
+function firstError(error: unknown): unknown {
+  return error instanceof AggregateError ? error.errors[0] : error;
+}
+
+/** Runs `schedule` and checks that the channel lost, duplicated and reordered nothing. */
+async function checkChannel(schedule: ChannelSchedule, clock: "virtual" | "real"): Promise<void> {
+  const loop = new Loop({ clock });
+  const ch = new Channel<string>(schedule.capacity);
+  // Recorded in the very step that the channel accepted or gave out the value.
+  const accepted: string[] = [];
+  const received: string[] = [];
+  let fresh = 0;
+  let started = 0;
+  let finallies = 0;
+  const crashes: Crash[] = [];
+
+  function* sendOnce(value: string): Coro<void> {
+    try {
+      yield* ch.send(value);
+      accepted.push(value);
+    } catch (error) {
+      if (!(error instanceof ChannelClosedError)) throw error; // a cancellation
+    }
+  }
+  function* receiveOnce(): Coro<void> {
+    const r = yield* ch.receive();
+    if (!r.done) received.push(r.value);
+  }
+  function* guarded(c: Coro<void>, guard: Guard): Coro<void> {
+    if (guard.k === "none") yield* c;
+    else yield* timeout(c, guard.ms);
+  }
+  function* actor(name: string, steps: ChannelStep[]): Coro<void> {
+    started++;
+    try {
+      for (const step of steps) {
+        assert.ok(ch.size <= schedule.capacity, `size ${ch.size} > capacity ${schedule.capacity}`);
+        switch (step.k) {
+          case "pause":
+            yield;
+            break;
+          case "sleep":
+            yield* sleep(clock === "virtual" ? step.ms : step.ms / 4);
+            break;
+          case "send":
+            yield* guarded(sendOnce(`${name}#${fresh++}`), step.guard);
+            break;
+          case "trySend": {
+            const value = `${name}#${fresh++}`;
+            if (ch.trySend(value)) accepted.push(value);
+            break;
+          }
+          case "receive":
+            yield* guarded(receiveOnce(), step.guard);
+            break;
+          case "close":
+            ch.close();
+            break;
+          case "crash": {
+            const crash = new Crash(`crash in ${name}`);
+            crashes.push(crash);
+            throw crash;
+          }
+        }
+      }
+    } finally {
+      finallies++;
+    }
+  }
+  function* group(index: number): Coro<void> {
+    const { isolated, actors } = schedule.groups[index];
+    const coros = actors.map((steps, i) => actor(`${index}.${i}`, steps));
+    if (!isolated) {
+      yield coros;
+      return;
+    }
+    const [error, ok] = yield* isolate(function* () {
+      yield coros;
+    }());
+    if (!ok) assert.ok(firstError(error) instanceof Crash, `isolate failed with ${error}`);
+  }
+  function* host(): Coro<void> {
+    for (const ms of schedule.host) {
+      yield* fromPromise((signal) =>
+        new Promise<void>((resolve) => {
+          const id = setTimeout(() => {
+            const value = `host#${fresh++}`;
+            if (ch.trySend(value)) accepted.push(value); // outside any loop
+            resolve();
+          }, ms);
+          signal.addEventListener("abort", () => {
+            clearTimeout(id);
+            resolve();
+          });
+        })
+      );
+    }
+  }
+  function* main(): Coro<void> {
+    // Closes the channel once everyone else is stuck, so that no send or receive waits forever.
+    yield new Set([function* () {
+      yield* sleep(clock === "virtual" ? 10_000 : 25);
+      ch.close();
+    }()]);
+    yield [host(), ...schedule.groups.map((_, i) => group(i))];
+  }
+
+  const outcome = await raceWatchdog(
+    loop.run(main()).then(() => null, (error) => error),
+    "the channel schedule",
+  );
+  // Only a crash outside `isolate` fails the run: the first one, as it was thrown.
+  const topCrash = crashes.find((c) => {
+    const [g] = c.message.slice("crash in ".length).split(".").map(Number);
+    return !schedule.groups[g].isolated;
+  });
+  if (topCrash === undefined) assert.equal(outcome, null, `the run failed with ${outcome}`);
+  else {assert.equal(
+      firstError(outcome),
+      topCrash,
+      `the run failed with ${outcome}, not the first crash`,
+    );}
+
+  // Nothing left behind: no value reserved or held for a receiver, no place for a sender, no waiter.
+  const counts = channelCounts(ch);
+  assert.deepEqual(counts, {
+    ...counts,
+    buffered: counts.free + counts.orphans,
+    reserved: 0,
+    held: 0,
+    waiting: 0,
+    admitted: 0,
+    pausedSenders: 0,
+    pausedReceivers: 0,
+  }, "the channel's counters after the run");
+  ch.close();
+  const rest = await raceWatchdog(
+    new Loop().run(function* (): Coro<string[]> {
+      const out: string[] = [];
+      for (let r; !(r = yield* ch.receive()).done;) out.push(r.value);
+      return out;
+    }()),
+    "draining the channel",
+  );
+  assert.deepEqual([...received, ...rest], accepted, "received ≠ accepted, in order");
+  assert.equal(ch.size, 0);
+  assert.equal(finallies, started, "every coroutine ran its finally");
+}
+
+const CHANNEL_VIRTUAL =
+  "random channel schedules lose, duplicate and reorder nothing (virtual clock)";
+test(CHANNEL_VIRTUAL, async () => {
+  await checkProperty(
+    CHANNEL_VIRTUAL,
+    fc.asyncProperty(scheduleArb, (s) => checkChannel(s, "virtual")),
+    400,
+  );
+});
+
+const CHANNEL_REAL = "random channel schedules lose, duplicate and reorder nothing (real clock)";
+test(CHANNEL_REAL, async () => {
+  await checkProperty(
+    CHANNEL_REAL,
+    fc.asyncProperty(scheduleArb, (s) => checkChannel(s, "real")),
+    100,
   );
 });

@@ -15,6 +15,14 @@ export const WORKLOADS = [
   "semaphore",
   "memory",
   "memoryBare",
+  "channel0",
+  "channel1",
+  "channel64",
+  "channel0x8",
+  "channel1x8",
+  "channel64x8",
+  "memoryReceive",
+  "memorySend",
   "roundTrip",
   "startUp",
   "pool",
@@ -46,7 +54,51 @@ export const SIZE = {
   /** Races of 2 (and cancellables) per run; races of 100 per run. */
   races: 10_000,
   wideRaces: 1_000,
+  /** Values through a channel in each channel workload, split evenly among the producers. */
+  channelValues: 100_000,
 } as const;
+
+/** The channel workloads: their capacity, and how many producers and consumers (each) they have. */
+export const CHANNELS = {
+  channel0: { capacity: 0, width: 1 },
+  channel1: { capacity: 1, width: 1 },
+  channel64: { capacity: 64, width: 1 },
+  channel0x8: { capacity: 0, width: 8 },
+  channel1x8: { capacity: 1, width: 8 },
+  channel64x8: { capacity: 64, width: 8 },
+} as const;
+
+/** One channel workload's name. */
+export type ChannelWorkload = keyof typeof CHANNELS;
+
+/** The sum of the values every channel workload moves: 0, 1, … sent by each producer, added up. */
+export function channelChecksum(width: number): number {
+  const each = SIZE.channelValues / width;
+  return width * each * (each - 1) / 2;
+}
+
+/**
+ * A contender's channel rows, from its `through(capacity, width)`, which
+ * moves `SIZE.channelValues` values from `width` producers (each sending 0,
+ * 1, … `SIZE.channelValues / width - 1`) to `width` consumers through one
+ * channel of that capacity, closes it, and resolves with the sum the
+ * consumers received (checked, so that a contender cannot skip the work).
+ */
+export function channelRows(
+  through: (capacity: number, width: number) => Promise<number>,
+): Contender {
+  const rows: Contender = {};
+  for (const [workload, { capacity, width }] of Object.entries(CHANNELS)) {
+    rows[workload as ChannelWorkload] = () =>
+      timeMs(async () => {
+        const sum = await through(capacity, width);
+        if (sum !== channelChecksum(width)) {
+          throw new Error(`${workload}: received a sum of ${sum}, not ${channelChecksum(width)}`);
+        }
+      });
+  }
+  return rows;
+}
 
 /** A time measured in alternation with the bare-generator floor, in one process. */
 export interface VsFloor {

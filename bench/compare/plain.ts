@@ -1,6 +1,7 @@
 /**
  * The workloads in plain JavaScript: async functions, `Promise.all`,
- * `setTimeout`, a hand-written FIFO promise semaphore and bare Workers.
+ * `setTimeout`, a hand-written FIFO promise semaphore, a hand-written bounded
+ * promise channel and bare Workers.
  *
  * @module
  */
@@ -8,6 +9,7 @@
 import {
   blobUrl,
   bytesPerParked,
+  channelRows,
   type Contender,
   ECHO_WORKER,
   SIZE,
@@ -85,6 +87,114 @@ async function throughSemaphore(n: number, capacity: number): Promise<void> {
   const tasks: Promise<void>[] = new Array(n);
   for (let i = 0; i < n; i++) tasks[i] = guarded(sem);
   await Promise.all(tasks);
+}
+
+/** A first in, first out queue on an array read from `head` (compacted as it is consumed). */
+class Fifo<T> {
+  #items: (T | undefined)[] = [];
+  #head = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+  push(x: T): void {
+    this.#items.push(x);
+  }
+  shift(): T | undefined {
+    if (this.#head === this.#items.length) return undefined;
+    const x = this.#items[this.#head];
+    this.#items[this.#head++] = undefined;
+    if (this.#head === this.#items.length) {
+      this.#items.length = 0;
+      this.#head = 0;
+    } else if (this.#head >= 1024 && 2 * this.#head >= this.#items.length) {
+      this.#items.splice(0, this.#head);
+      this.#head = 0;
+    }
+    return x;
+  }
+}
+
+const DONE: IteratorReturnResult<undefined> = { value: undefined, done: true };
+const SENT: Promise<void> = Promise.resolve();
+
+/**
+ * A bounded channel on promises, as one writes it by hand, with the same
+ * semantics as tinyio's: `capacity` values buffered (0: a send waits for a
+ * receiver), waiting senders and receivers served first come first served,
+ * a send that must wait resolves once its value is taken into the buffer or
+ * by a receiver (back-pressure), `close()` drains then ends and rejects
+ * waiting and later sends. A send or receive that need not wait returns a
+ * settled promise.
+ */
+class PromiseChannel<T> {
+  #buffer = new Fifo<T>();
+  #receivers = new Fifo<(result: IteratorResult<T, undefined>) => void>();
+  #senders = new Fifo<{ value: T; resolve: () => void; reject: (e: Error) => void }>();
+  #closed = false;
+
+  constructor(readonly capacity: number) {}
+
+  send(value: T): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error("channel closed"));
+    const receiver = this.#receivers.shift();
+    if (receiver !== undefined) {
+      receiver({ value, done: false });
+      return SENT;
+    }
+    if (this.#buffer.length < this.capacity) {
+      this.#buffer.push(value);
+      return SENT;
+    }
+    return new Promise((resolve, reject) => this.#senders.push({ value, resolve, reject }));
+  }
+
+  receive(): Promise<IteratorResult<T, undefined>> {
+    if (this.#buffer.length > 0) {
+      const value = this.#buffer.shift()!;
+      const sender = this.#senders.shift();
+      if (sender !== undefined) {
+        this.#buffer.push(sender.value);
+        sender.resolve();
+      }
+      return Promise.resolve({ value, done: false });
+    }
+    const sender = this.#senders.shift(); // capacity 0: straight from a waiting sender
+    if (sender !== undefined) {
+      sender.resolve();
+      return Promise.resolve({ value: sender.value, done: false });
+    }
+    if (this.#closed) return Promise.resolve(DONE);
+    return new Promise((resolve) => this.#receivers.push(resolve));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (let s; (s = this.#senders.shift()) !== undefined;) s.reject(new Error("channel closed"));
+    for (let r; (r = this.#receivers.shift()) !== undefined;) r(DONE);
+  }
+}
+
+async function producer(ch: PromiseChannel<number>, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await ch.send(i);
+}
+
+async function consumer(ch: PromiseChannel<number>): Promise<number> {
+  let sum = 0;
+  for (let r; !(r = await ch.receive()).done;) sum += r.value;
+  return sum;
+}
+
+async function throughChannel(capacity: number, width: number): Promise<number> {
+  const ch = new PromiseChannel<number>(capacity);
+  const consumers: Promise<number>[] = [];
+  for (let i = 0; i < width; i++) consumers.push(consumer(ch));
+  const producers: Promise<void>[] = [];
+  for (let i = 0; i < width; i++) producers.push(producer(ch, SIZE.channelValues / width));
+  await Promise.all(producers);
+  ch.close();
+  return (await Promise.all(consumers)).reduce((a, b) => a + b, 0);
 }
 
 /** An echo worker and a way to wait for its next reply. */
@@ -202,6 +312,32 @@ export const contender: Contender = {
       const waiters: Promise<void>[] = new Array(n);
       for (let i = 0; i < n; i++) waiters[i] = waiter();
       return Promise.resolve({ release: open, done: Promise.all(waiters) });
+    }),
+  ...channelRows(throughChannel),
+  // Parked: an async function awaiting a receive on an empty channel, gathered by Promise.all.
+  memoryReceive: () =>
+    bytesPerParked((n) => {
+      const ch = new PromiseChannel<number>(0);
+      const waiter = async () => {
+        await ch.receive();
+      };
+      const waiters: Promise<void>[] = new Array(n);
+      for (let i = 0; i < n; i++) waiters[i] = waiter();
+      return Promise.resolve({ release: () => ch.close(), done: Promise.all(waiters) });
+    }),
+  // Parked: an async function awaiting a send on a channel nobody receives from (capacity 0).
+  memorySend: () =>
+    bytesPerParked((n) => {
+      const ch = new PromiseChannel<number>(0);
+      const waiter = async () => {
+        await ch.send(0);
+      };
+      const waiters: Promise<void>[] = new Array(n);
+      for (let i = 0; i < n; i++) waiters[i] = waiter();
+      const receiveAll = async () => {
+        for (let i = 0; i < n; i++) await ch.receive();
+      };
+      return Promise.resolve({ release: () => void receiveAll(), done: Promise.all(waiters) });
     }),
   roundTrip: async () => {
     const { worker, call } = echoWorker();

@@ -6,6 +6,7 @@
 
 import {
   cancellable,
+  Channel,
   type Coro,
   Event,
   fromPromise,
@@ -17,7 +18,15 @@ import {
   ThreadPool,
 } from "../../mod.ts";
 import { resume, type Task, Wait } from "../../src/wait.ts";
-import { bytesPerParked, type Contender, SIZE, timeMs, timeVs, timeVsFloor } from "./common.ts";
+import {
+  bytesPerParked,
+  channelRows,
+  type Contender,
+  SIZE,
+  timeMs,
+  timeVs,
+  timeVsFloor,
+} from "./common.ts";
 
 function* spin(n: number): Coro<void> {
   for (let i = 0; i < n; i++) yield;
@@ -149,6 +158,30 @@ function* cancellables(n: number): Coro<number> {
   return sum;
 }
 
+function* producer(ch: Channel<number>, n: number): Coro<void> {
+  for (let i = 0; i < n; i++) yield* ch.send(i);
+}
+
+function* consumer(ch: Channel<number>): Coro<number> {
+  let sum = 0;
+  for (let r; !(r = yield* ch.receive()).done;) sum += r.value;
+  return sum;
+}
+
+/** `width` producers to `width` consumers through one channel; the sum received. */
+export function* throughChannel(capacity: number, width: number): Coro<number> {
+  const ch = new Channel<number>(capacity);
+  const consumers: Coro<number>[] = [];
+  for (let i = 0; i < width; i++) consumers.push(consumer(ch));
+  yield new Set(consumers);
+  const producers: Coro<void>[] = [];
+  for (let i = 0; i < width; i++) producers.push(producer(ch, SIZE.channelValues / width));
+  yield producers;
+  ch.close();
+  const sums: number[] = yield consumers;
+  return sums.reduce((a, b) => a + b, 0);
+}
+
 /** @tinyio/core's side of every workload. */
 export const contender: Contender = {
   steps: () => timeVsFloor(() => new Loop().run(spin(SIZE.steps))),
@@ -182,6 +215,34 @@ export const contender: Contender = {
       }, () =>
         parked, () =>
         hold.release());
+    }),
+  ...channelRows((capacity, width) => new Loop().run(throughChannel(capacity, width))),
+  // Parked: a coroutine started by a gather, suspended in `yield* ch.receive()` on an empty channel.
+  memoryReceive: () =>
+    bytesPerParked((n) => {
+      const ch = new Channel<number>();
+      let parked = 0;
+      return parkInGather(n, function* () {
+        parked++;
+        yield* ch.receive();
+      }, () =>
+        parked, () =>
+        ch.close());
+    }),
+  // Parked: the same in `yield* ch.send(v)` on a channel nobody receives from (capacity 0).
+  // Released by closing the channel: every send then throws ChannelClosedError, which ends the
+  // run. (Receiving them from another loop would make the senders' loop go idle, and look for a
+  // cycle among its 200 000 coroutines, after each value.)
+  memorySend: () =>
+    bytesPerParked((n) => {
+      const ch = new Channel<number>();
+      let parked = 0;
+      return parkInGather(n, function* () {
+        parked++;
+        yield* ch.send(0);
+      }, () =>
+        parked, () =>
+        ch.close()).then(({ release, done }) => ({ release, done: done.catch(() => {}) }));
     }),
   roundTrip: () => new Loop().run(roundTrips(SIZE.roundTripsWarmUp, SIZE.roundTrips)),
   startUp: async () => {
