@@ -55,7 +55,7 @@ Deno.bench("tinyio: 100 000 values from ReadableStream.from().pipeTo(ch.writable
     ch.writable,
   );
   await new Loop().run(function* (): Coro<void> {
-    for (let r; !(r = yield* ch.receive()).done;);
+    while (!(yield* ch.receive()).done);
   }());
   await piped;
 });
