@@ -54,8 +54,11 @@ Deno.bench("tinyio: 100 000 values from ReadableStream.from().pipeTo(ch.writable
   const piped = ReadableStream.from(Array.from({ length: VALUES }, (_, i) => i)).pipeTo(
     ch.writable,
   );
-  await new Loop().run(function* (): Coro<void> {
-    while (!(yield* ch.receive()).done);
+  const received = await new Loop().run(function* (): Coro<number> {
+    let n = 0;
+    while (!(yield* ch.receive()).done) n++;
+    return n;
   }());
   await piped;
+  if (received !== VALUES) throw new Error(`received ${received} values, not ${VALUES}`);
 });

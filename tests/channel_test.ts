@@ -674,66 +674,74 @@ test("Channel: ReadableStream.from([...]).pipeTo(ch.writable) feeds coroutines, 
   assert.ok(mostAhead <= 6, `the source ran ${mostAhead} values ahead`);
 });
 
-test("Channel: a Deno.serve handler streams new Response(ch.readable) fed by coroutines; the client going away cancels them", async () => {
-  const stats = {
-    started: 0,
-    finallyRan: 0,
-    runs: [] as Promise<unknown>[],
-    channels: [] as Channel<Uint8Array>[],
-  };
-  const encoder = new TextEncoder();
-  function* producer(ch: Channel<Uint8Array>, lines: number): Coro<void> {
-    stats.started++;
-    try {
-      for (let i = 0; i < lines; i++) {
-        yield* ch.send(encoder.encode(`line ${i}\n`));
-        yield* sleep(2);
+test(
+  "Channel: a Deno.serve handler streams new Response(ch.readable) fed by coroutines; the client going away cancels them",
+  ["deno"],
+  async () => {
+    const stats = {
+      started: 0,
+      finallyRan: 0,
+      runs: [] as Promise<unknown>[],
+      channels: [] as Channel<Uint8Array>[],
+    };
+    const encoder = new TextEncoder();
+    function* producer(ch: Channel<Uint8Array>, lines: number): Coro<void> {
+      stats.started++;
+      try {
+        for (let i = 0; i < lines; i++) {
+          yield* ch.send(encoder.encode(`line ${i}\n`));
+          yield* sleep(2);
+        }
+        ch.close();
+      } finally {
+        stats.finallyRan++;
       }
-      ch.close();
-    } finally {
-      stats.finallyRan++;
     }
-  }
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
-    const lines = Number(new URL(request.url).searchParams.get("lines"));
-    const ch = new Channel<Uint8Array>();
-    stats.channels.push(ch);
-    // One run per request; the client going away aborts its signal too.
-    stats.runs.push(
-      toPromise(
-        function* () {
-          yield [producer(ch, lines), producer(ch, lines)];
-        }(),
-        { signal: request.signal },
-      ).catch((e) => e),
-    );
-    return new Response(ch.readable, { headers: { "content-type": "text/plain" } });
-  });
-  try {
-    const url = `http://127.0.0.1:${server.addr.port}/`;
-    const body = await (await fetch(`${url}?lines=5`)).text();
-    assert.equal(body.split("\n").filter(Boolean).length, 10, body);
-    await stats.runs[0];
-    assert.deepEqual([stats.started, stats.finallyRan], [2, 2]);
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+      const lines = Number(new URL(request.url).searchParams.get("lines"));
+      const ch = new Channel<Uint8Array>();
+      stats.channels.push(ch);
+      // One run per request; the client going away aborts its signal too.
+      stats.runs.push(
+        toPromise(
+          function* () {
+            yield [producer(ch, lines), producer(ch, lines)];
+          }(),
+          { signal: request.signal },
+        ).catch((e) => e),
+      );
+      return new Response(ch.readable, { headers: { "content-type": "text/plain" } });
+    });
+    try {
+      const url = `http://127.0.0.1:${server.addr.port}/`;
+      const body = await (await fetch(`${url}?lines=5`)).text();
+      assert.equal(body.split("\n").filter(Boolean).length, 10, body);
+      await stats.runs[0];
+      assert.deepEqual([stats.started, stats.finallyRan], [2, 2]);
 
-    // The client reads a little, then goes away.
-    const client = new AbortController();
-    const response = await fetch(`${url}?lines=100000`, { signal: client.signal });
-    const reader = response.body!.getReader();
-    await reader.read();
-    client.abort();
-    await assert.rejects(reader.read());
-    const outcome = await stats.runs[1];
-    assert.ok(
-      outcome instanceof ChannelClosedError || (outcome as Error)?.name === "AbortError",
-      `the run ended with ${outcome}`,
-    );
-    assert.equal(stats.channels[1].closed, true, "the response stream's cancel closed the channel");
-    assert.deepEqual([stats.started, stats.finallyRan], [4, 4], "both producers stopped");
-  } finally {
-    await server.shutdown();
-  }
-});
+      // The client reads a little, then goes away.
+      const client = new AbortController();
+      const response = await fetch(`${url}?lines=100000`, { signal: client.signal });
+      const reader = response.body!.getReader();
+      await reader.read();
+      client.abort();
+      await assert.rejects(reader.read());
+      const outcome = await stats.runs[1];
+      assert.ok(
+        outcome instanceof ChannelClosedError || (outcome as Error)?.name === "AbortError",
+        `the run ended with ${outcome}`,
+      );
+      assert.equal(
+        stats.channels[1].closed,
+        true,
+        "the response stream's cancel closed the channel",
+      );
+      assert.deepEqual([stats.started, stats.finallyRan], [4, 4], "both producers stopped");
+    } finally {
+      await server.shutdown();
+    }
+  },
+);
 
 // --- fromAsyncIterable -----------------------------------------------------------------------
 
