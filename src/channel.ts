@@ -1037,6 +1037,7 @@ export function channelCounts(channel: Channel<unknown>): Record<string, number>
 
 hintWhenYielded(
   Channel,
+  "Channel",
   "A Channel is not a coroutine: receive from it with `yield* ch.receive()` (it resumes with " +
     "`{ value, done }`), send with `yield* ch.send(value)`.",
 );
@@ -1073,12 +1074,23 @@ function readableOf(core: ChannelCore): ReadableStream<unknown> {
 /** The writable side: a write resolves once the value is in. */
 function writableOf<T>(core: ChannelCore): WritableStream<T> {
   return new WritableStream<T>({
-    write: (value) =>
-      new Promise<void>((resolve, reject) =>
+    write: (value, controller) =>
+      new Promise<void>((resolve, reject) => {
+        // The Streams standard calls `abort` only once the write in flight has
+        // settled, and this one settles only when a receiver takes the value:
+        // an abort would wait for ever where the runtime follows the standard
+        // to the letter (workerd does). Its signal fires at once: close then.
+        const signal = (controller as { signal?: AbortSignal } | undefined)?.signal;
+        const onAbort = () => core.close();
+        signal?.addEventListener("abort", onAbort, { once: true });
         core.sendOutside(
-          new OutsideSend(value, (refused) => refused === null ? resolve() : reject(refused)),
-        )
-      ),
+          new OutsideSend(value, (refused) => {
+            signal?.removeEventListener("abort", onAbort);
+            if (refused === null) resolve();
+            else reject(refused);
+          }),
+        );
+      }),
     close: () => core.close(),
     abort: () => core.close(),
   });

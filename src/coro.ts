@@ -123,17 +123,26 @@ export class WaitOn<T> extends Iterator<unknown, T, any> implements Generator<un
 /**
  * Where a library object that is not a coroutine keeps the hint the loop adds
  * to its error when a coroutine yields it by mistake (`yield event` instead of
- * `yield* event.wait()`): a string on the prototype of its class. The loop
- * reads it without knowing those classes.
+ * `yield* event.wait()`): its class's name and the hint, on the prototype of
+ * its class. The loop reads it without knowing those classes. The name is
+ * given, not read from the class, since bundlers rename classes (`_Channel`).
  */
 export const YIELD_HINT: unique symbol = Symbol("tinyio.yieldHint");
 
-/** Gives the instances of `cls` the hint `text`, for when a coroutine yields one (see {@linkcode YIELD_HINT}). */
+/** What {@linkcode YIELD_HINT} holds: the class's public name and the hint. */
+export interface YieldHint {
+  readonly name: string;
+  readonly text: string;
+}
+
+/** Gives the instances of `cls`, named `name`, the hint `text` for when a coroutine yields one (see {@linkcode YIELD_HINT}). */
 export function hintWhenYielded(
   cls: abstract new (...args: never[]) => object,
+  name: string,
   text: string,
 ): void {
-  Object.defineProperty(cls.prototype, YIELD_HINT, { value: text });
+  const hint: YieldHint = { name, text };
+  Object.defineProperty(cls.prototype, YIELD_HINT, { value: hint });
 }
 
 /**

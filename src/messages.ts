@@ -8,7 +8,7 @@
  * @module
  */
 
-import { isCoro, isGenerator, YIELD_HINT } from "./coro.ts";
+import { isCoro, isGenerator, YIELD_HINT, type YieldHint } from "./coro.ts";
 
 /** Names a value for an error message, with a hint for the common slips. */
 export function describe(x: unknown): string {
@@ -23,7 +23,9 @@ export function describe(x: unknown): string {
   if (typeof x !== "object") return `${String(x)} (${typeof x})`;
   if (isGenerator(x)) return "a generator object";
   if (isCoro(x)) return "a coroutine of the library";
-  if (YIELD_HINT in x) return `an instance of ${x.constructor.name}`; // an Event, a Channel…
+  if (YIELD_HINT in x) {
+    return `an instance of ${(x as { [YIELD_HINT]: YieldHint })[YIELD_HINT].name}`; // an Event, a Channel…
+  }
   if (typeof (x as { then?: unknown }).then === "function") return "a Promise";
   if (Symbol.asyncIterator in x) return "an async generator";
   if (Array.isArray(x)) return `an array of length ${x.length}`;
@@ -34,8 +36,8 @@ export function describe(x: unknown): string {
 export function hint(x: unknown): string {
   if (x === null) return " To pause, use a bare `yield`.";
   // A library object that is not a coroutine (an Event, a Channel…) says how to wait on it.
-  const said = (x as { [YIELD_HINT]?: unknown } | undefined)?.[YIELD_HINT];
-  if (typeof said === "string") return ` ${said}`;
+  const said = (x as { [YIELD_HINT]?: YieldHint } | undefined)?.[YIELD_HINT];
+  if (said !== undefined) return ` ${said.text}`;
   if (typeof x === "function") {
     return Object.getPrototypeOf(x)?.constructor?.name === "GeneratorFunction"
       ? " Call it: `yield f()`."

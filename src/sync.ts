@@ -178,7 +178,11 @@ export class Event {
   }
 }
 
-hintWhenYielded(Event, "An Event is not a coroutine: wait for it with `yield* event.wait()`.");
+hintWhenYielded(
+  Event,
+  "Event",
+  "An Event is not a coroutine: wait for it with `yield* event.wait()`.",
+);
 
 /** Checks the count given to `what`: a positive integer. */
 function checkCount(what: string, value: unknown): asserts value is number {
@@ -368,6 +372,7 @@ export class Semaphore {
 
 hintWhenYielded(
   Semaphore,
+  "Semaphore",
   "A Semaphore is not a coroutine: take a permit with `using _ = yield* sem.acquire();`.",
 );
 
@@ -421,6 +426,7 @@ export class Lock {
 
 hintWhenYielded(
   Lock,
+  "Lock",
   "A Lock is not a coroutine: hold it with `using _ = yield* lock.acquire();`.",
 );
 
@@ -494,7 +500,11 @@ export class Barrier {
   }
 }
 
-hintWhenYielded(Barrier, "A Barrier is not a coroutine: wait at it with `yield* barrier.wait()`.");
+hintWhenYielded(
+  Barrier,
+  "Barrier",
+  "A Barrier is not a coroutine: wait at it with `yield* barrier.wait()`.",
+);
 
 /**
  * Starts every coroutine of `coros` in the background and resumes with

@@ -27,6 +27,26 @@ import {
 } from "../mod.ts";
 import { captureWarnings, delay, test } from "./_helper.ts";
 
+/**
+ * `ReadableStream.from(items)`, or where a runtime lacks it (Chromium before
+ * it shipped) the same stream pulled by hand: one item a pull.
+ */
+function streamFrom<T>(items: Iterable<T>): ReadableStream<T> {
+  const from = (ReadableStream as { from?: (items: Iterable<T>) => ReadableStream<T> }).from;
+  if (typeof from === "function") return from.call(ReadableStream, items);
+  const it = items[Symbol.iterator]();
+  return new ReadableStream<T>({
+    pull(controller) {
+      const r = it.next();
+      if (r.done) controller.close();
+      else controller.enqueue(r.value);
+    },
+    cancel() {
+      it.return?.();
+    },
+  });
+}
+
 function* pause(n = 1): Coro<void> {
   for (let i = 0; i < n; i++) yield;
 }
@@ -584,7 +604,10 @@ test("Channel: a pending read that is cancelled takes no value", async () => {
   const pending = reader.read(); // waits: nothing buffered
   await delay(2);
   await reader.cancel();
-  assert.deepEqual(await pending, { value: undefined, done: true });
+  // (`{ done: true }` where a runtime leaves `value` out: workerd at older dates.)
+  const r = await pending;
+  assert.equal(r.done, true);
+  assert.equal(r.value, undefined);
   assert.equal(ch.trySend(1), false, "closed");
 });
 
@@ -650,7 +673,7 @@ test("Channel: for await reads to the end; leaving early closes the channel", as
 test("Channel: ReadableStream.from([...]).pipeTo(ch.writable) feeds coroutines, with back-pressure", async () => {
   const ch = new Channel<number>(2);
   let pulled = 0;
-  const source = ReadableStream.from((function* () {
+  const source = streamFrom((function* () {
     for (let i = 0; i < 100; i++) {
       pulled++;
       yield i;
@@ -864,7 +887,7 @@ test("fromAsyncIterable: a ReadableStream source is cancelled when the consumer 
   assert.equal(log.length, 1, "cancel() called once");
   // A stream that ends: the channel ends too.
   const words = await new Loop().run(function* () {
-    return yield* drain(yield* fromAsyncIterable(ReadableStream.from(["a", "b"])));
+    return yield* drain(yield* fromAsyncIterable(streamFrom(["a", "b"])));
   }());
   assert.deepEqual(words, ["a", "b"]);
 });
@@ -982,11 +1005,11 @@ test("bad input: fromAsyncIterable(42), an array, a bad capacity or options are 
     /not an async iterable.*For an array or another iterable, use `ReadableStream\.from\(items\)`/,
   );
   assert.throws(
-    () => fromAsyncIterable(ReadableStream.from([1]), { capacity: -2 }),
+    () => fromAsyncIterable(streamFrom([1]), { capacity: -2 }),
     /^RangeError: fromAsyncIterable\(source, \{ capacity \}\): the capacity is -2/,
   );
   assert.throws(
-    () => fromAsyncIterable(ReadableStream.from([1]), 5 as never),
+    () => fromAsyncIterable(streamFrom([1]), 5 as never),
     /options is 5 \(number\)/,
   );
 });
