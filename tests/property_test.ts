@@ -48,6 +48,7 @@ import {
   all,
   asCompleted,
   Barrier,
+  cancellable,
   CancelledError,
   Channel,
   ChannelClosedError,
@@ -59,6 +60,7 @@ import {
   join,
   Lock,
   Loop,
+  race,
   runInThread,
   Semaphore,
   sleep,
@@ -1009,11 +1011,15 @@ test(THREADS, async () => {
 // --- Channels: random schedules ------------------------------------------------------
 
 /**
- * How a send or receive is run: on its own, or under a `timeout` of `ms`
- * (virtual) milliseconds. A new kind of cancellation (`cancellable`, a
- * `race`) is one more case here, in `guardArb` and in `guarded`.
+ * How a send or receive is run: on its own, under a `timeout` of `ms`
+ * (virtual) milliseconds, under `cancellable` with a signal a background
+ * coroutine aborts after `ms`, or in a `race` against a `sleep(ms)`.
  */
-type Guard = { k: "none" } | { k: "timeout"; ms: number };
+type Guard =
+  | { k: "none" }
+  | { k: "timeout"; ms: number }
+  | { k: "cancellable"; ms: number }
+  | { k: "race"; ms: number };
 
 type ChannelStep =
   | { k: "pause" }
@@ -1038,6 +1044,20 @@ const guardArb: fc.Arbitrary<Guard> = fc.oneof(
     weight: 2,
     arbitrary: fc.record({
       k: fc.constant("timeout" as const),
+      ms: fc.integer({ min: 0, max: 5 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("cancellable" as const),
+      ms: fc.integer({ min: 0, max: 5 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("race" as const),
       ms: fc.integer({ min: 0, max: 5 }),
     }),
   },
@@ -1109,7 +1129,17 @@ async function checkChannel(schedule: ChannelSchedule, clock: "virtual" | "real"
   }
   function* guarded(c: Coro<void>, guard: Guard): Coro<void> {
     if (guard.k === "none") yield* c;
-    else yield* timeout(c, guard.ms);
+    else if (guard.k === "timeout") yield* timeout(c, guard.ms);
+    else if (guard.k === "race") yield* race([c, sleep(guard.ms)]);
+    else {
+      const controller = new AbortController();
+      const ms = guard.ms;
+      yield new Set([function* (): Coro<void> {
+        yield* sleep(ms);
+        controller.abort(new Error("aborted by the schedule"));
+      }()]);
+      yield* cancellable(c, controller.signal);
+    }
   }
   function* actor(name: string, steps: ChannelStep[]): Coro<void> {
     started++;
