@@ -153,22 +153,23 @@ type Sender = Send | OutsideSend;
 type Parked = Task | OwnWait;
 
 /**
- * Where every receiver waits that is a coroutine using `yield*`: one wait for
- * all of them, and one frozen step that yields it (see WaitOn), so a waiting
+ * Where every receiver (or every sender) waits that is a coroutine using
+ * `yield*`: one wait for all of them, and one frozen step that yields it (see WaitOn), so a waiting
  * receiver costs its operation and its place in the queue — 56 bytes, as a
  * coroutine waiting on an Event does. The operation about to park is handed
  * over in `core.parking` by its first step, which the loop follows with
  * `park` at once.
  */
-class ReceiveWait extends Wait {
-  constructor(readonly core: ChannelCore) {
+class SharedWait extends Wait {
+  constructor(readonly core: ChannelCore, readonly receiving: boolean) {
     super();
   }
   park(task: Task): void {
     const core = this.core;
-    const op = core.parking as Receive;
+    const op = core.parking;
     core.parking = null;
-    core.parkReceiver(op, task);
+    if (this.receiving) core.parkReceiver(op as Receive, task);
+    else core.parkSender(op as Send, task);
   }
   unpark(): void {
     // Nothing here: the loop throws into (or returns) the coroutine next,
@@ -177,26 +178,7 @@ class ReceiveWait extends Wait {
     // is served meanwhile is passed on from there.
   }
   override waitingFor(): string {
-    return `Channel(${this.core.capacity}): receive`;
-  }
-}
-
-/** Where every sender waits that is a coroutine using `yield*` (see ReceiveWait). */
-class SendWait extends Wait {
-  constructor(readonly core: ChannelCore) {
-    super();
-  }
-  park(task: Task): void {
-    const core = this.core;
-    const op = core.parking as Send;
-    core.parking = null;
-    core.parkSender(op, task);
-  }
-  unpark(): void {
-    // As for ReceiveWait: the operation withdraws itself.
-  }
-  override waitingFor(): string {
-    return `Channel(${this.core.capacity}): send`;
+    return `Channel(${this.core.capacity}): ${this.receiving ? "receive" : "send"}`;
   }
 }
 
@@ -254,13 +236,13 @@ class ChannelCore {
   /** Buffered values held for paused receivers (fewer than those): the first to try again take them. */
   held = 0;
   closed = false;
-  /** The operation whose first step just decided to wait, until the loop parks it (see ReceiveWait). */
+  /** The operation whose first step just decided to wait, until the loop parks it (see SharedWait). */
   parking: Receive | Send | null = null;
   /** Called once when the channel closes (the pump of `fromAsyncIterable` stops its source). */
   onClose: (() => void) | null = null;
 
-  readonly receiveWait: ReceiveWait = new ReceiveWait(this);
-  readonly sendWait: SendWait = new SendWait(this);
+  readonly receiveWait: SharedWait = new SharedWait(this, true);
+  readonly sendWait: SharedWait = new SharedWait(this, false);
   readonly receiveStep: IteratorYieldResult<Wait> = Object.freeze({
     value: this.receiveWait,
     done: false,
