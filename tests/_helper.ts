@@ -1,4 +1,6 @@
 import { enableInvariantChecks } from "../src/invariants.ts";
+import assert from "node:assert/strict";
+import { type Coro, sleep } from "../mod.ts";
 
 // Every test checks the loop's invariants whenever a driver comes to rest.
 enableInvariantChecks();
@@ -230,4 +232,32 @@ export class Script implements AsyncDisposable {
     this.#wake();
     this.#changed = new Promise<void>((resolve) => this.#wake = resolve);
   }
+}
+
+/** Sleeps `ms` on its loop's clock, then returns `x`. */
+export function* after<T>(ms: number, x: T): Coro<T> {
+  yield sleep(ms);
+  return x;
+}
+
+/** Sleeps `ms` and logs how it ended: "done", or the name of the error thrown in. */
+export function* logged(name: string, ms: number, log: string[]): Coro<string> {
+  try {
+    yield sleep(ms);
+    log.push(`${name} done`);
+    return name;
+  } catch (e) {
+    log.push(`${name} ${(e as Error).name}`);
+    throw e;
+  }
+}
+
+/** What `promise`, which must reject, rejects with. */
+export async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  assert.fail("expected the run to reject");
 }

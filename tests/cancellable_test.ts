@@ -18,19 +18,7 @@ import {
   timeout,
   TimeoutError,
 } from "../mod.ts";
-import { captureWarnings, delay, test } from "./_helper.ts";
-
-/** Sleeps `ms` and logs how it ended: "done", or the name of the error thrown in. */
-function* logged(name: string, ms: number, log: string[]): Coro<string> {
-  try {
-    yield sleep(ms);
-    log.push(`${name} done`);
-    return name;
-  } catch (e) {
-    log.push(`${name} ${(e as Error).name}`);
-    throw e;
-  }
-}
+import { captureWarnings, delay, logged, test } from "./_helper.ts";
 
 /** Aborts `controller` with `reason` after `ms` of the loop's clock. */
 function* abortAfter(ms: number, controller: AbortController, reason?: unknown): Coro<void> {

@@ -4,24 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { type Coro, fromPromise, Loop, race, shield, sleep, timeout } from "../mod.ts";
-import { test } from "./_helper.ts";
-
-function* after<T>(ms: number, x: T): Coro<T> {
-  yield sleep(ms);
-  return x;
-}
-
-/** Sleeps `ms` and logs how it ended: "done", or the name of the error thrown in. */
-function* logged(name: string, ms: number, log: string[]): Coro<string> {
-  try {
-    yield sleep(ms);
-    log.push(`${name} done`);
-    return name;
-  } catch (e) {
-    log.push(`${name} ${(e as Error).name}`);
-    throw e;
-  }
-}
+import { after, logged, test } from "./_helper.ts";
 
 test("race: the first to return wins; the others are cancelled with their work", async () => {
   for (const clock of ["virtual", "real"] as const) {

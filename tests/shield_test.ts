@@ -21,7 +21,7 @@ import {
   TimeoutError,
 } from "../mod.ts";
 import { liveWorkers } from "../src/thread/thread.ts";
-import { captureWarnings, delay, test } from "./_helper.ts";
+import { after, captureWarnings, delay, rejection, test } from "./_helper.ts";
 
 const CLOCKS = ["virtual", "real"] as const;
 
@@ -47,24 +47,9 @@ function* query(conn: Connection): Coro<void> {
   }
 }
 
-function* after<T>(ms: number, value: T): Coro<T> {
-  yield sleep(ms);
-  return value;
-}
-
 function* failAfter(ms: number, error: Error): Coro<never> {
   yield sleep(ms);
   throw error;
-}
-
-/** Rejection of `promise`, which must reject. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail("expected the run to reject");
 }
 
 // --- As `yield coro` -------------------------------------------------------------

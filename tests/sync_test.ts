@@ -13,15 +13,10 @@ import {
   sleep,
   timeout,
 } from "../mod.ts";
-import { test } from "./_helper.ts";
+import { after, test } from "./_helper.ts";
 
 function* pause(n: number): Coro<void> {
   for (let i = 0; i < n; i++) yield;
-}
-
-function* after<T>(ms: number, x: T): Coro<T> {
-  yield sleep(ms);
-  return x;
 }
 
 /** Sets `event` from a host timer, outside any loop, after `ms`. */

@@ -22,7 +22,7 @@ import { Pool } from "../src/thread/pool.ts";
 import { PROTOCOL, type Protocol } from "../src/thread/protocol.ts";
 import { liveWorkers } from "../src/thread/thread.ts";
 import { workerSource } from "../src/thread/worker.ts";
-import { type Need, test } from "./_helper.ts";
+import { type Need, rejection, test } from "./_helper.ts";
 
 /**
  * A test that needs workers (so not on workerd) and also fails if a worker is
@@ -33,16 +33,6 @@ function threadTest(name: string, fn: () => Promise<void>, needs: Need[] = ["thr
     await fn();
     assert.equal(liveWorkers(), 0, "a worker outlived the test");
   });
-}
-
-/** Rejection of `promise`, which must reject. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail("expected the run to reject");
 }
 
 /** `promise`, or a rejection if it has not settled in 10 s: a hang fails, and says so. */

@@ -19,7 +19,7 @@ import {
 import { THROWING } from "../src/task.ts";
 import { taskOf } from "../src/wait.ts";
 import { liveWorkers } from "../src/thread/thread.ts";
-import { test } from "./_helper.ts";
+import { rejection, test } from "./_helper.ts";
 import type { addTwo, addTwoLater, countUntilCancelled } from "./fixtures/tasks.ts";
 
 const tasks = new URL("./fixtures/tasks.ts", import.meta.url);
@@ -30,16 +30,6 @@ function threadTest(name: string, fn: () => Promise<void>): void {
     await fn();
     assert.equal(liveWorkers(), 0, "a worker outlived the test");
   });
-}
-
-/** Rejection of `promise`, which must reject. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail("expected the run to reject");
 }
 
 function* failAfter(ms: number, message: string): Coro<never> {

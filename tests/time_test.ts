@@ -10,24 +10,7 @@ import {
   timeout,
   TimeoutError,
 } from "../mod.ts";
-import { test } from "./_helper.ts";
-
-function* after<T>(ms: number, x: T): Coro<T> {
-  yield sleep(ms);
-  return x;
-}
-
-/** Sleeps `ms` and logs how it ended: "done", or the name of the error thrown in. */
-function* logged(name: string, ms: number, log: string[]): Coro<string> {
-  try {
-    yield sleep(ms);
-    log.push(`${name} done`);
-    return name;
-  } catch (e) {
-    log.push(`${name} ${(e as Error).name}`);
-    throw e;
-  }
-}
+import { after, logged, test } from "./_helper.ts";
 
 // --- sleep -------------------------------------------------------------------
 
