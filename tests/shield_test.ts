@@ -21,7 +21,7 @@ import {
   TimeoutError,
 } from "../mod.ts";
 import { liveWorkers } from "../src/thread/thread.ts";
-import { after, captureWarnings, delay, rejection, test } from "./_helper.ts";
+import { after, captureWarnings, delay, logged, rejection, test } from "./_helper.ts";
 
 const CLOCKS = ["virtual", "real"] as const;
 
@@ -391,16 +391,7 @@ test("shield: `yield shield(c)`, without the star, keeps its caller waiting too 
 
 test("shield: everything the shielded coroutine waits on when the crash comes is kept too", async () => {
   const log: string[] = [];
-  function* part(name: string, ms: number): Coro<string> {
-    try {
-      yield sleep(ms);
-      log.push(`${name} done`);
-      return name;
-    } catch (e) {
-      log.push(`${name} ${(e as Error).name}`);
-      throw e;
-    }
-  }
+  const part = (name: string, ms: number) => logged(name, ms, log);
   const shared = part("shared", 30);
   function* commit(): Coro<string[]> {
     return yield [
